@@ -1,0 +1,85 @@
+"""Delta Lake I/O shared by the jobs: create-if-missing, insert-only MERGE, versions.
+
+All table identities are passed to Delta's API as paths (``DeltaTable.forPath``), never spliced
+into SQL strings.
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def ensure_table(spark, path: str, schema, partition_by: list[str] | None = None, properties=None):
+    """Create an empty Delta table at ``path`` with ``schema`` unless one exists there.
+
+    Args:
+        spark: the session.
+        path: table location.
+        schema: a ``StructType`` or DDL string for the new table.
+        partition_by: partition columns, or None.
+        properties: Delta table properties (dict of str), or None.
+
+    Returns:
+        The ``DeltaTable``.
+    """
+    from delta.tables import DeltaTable
+    from pyspark.sql.types import _parse_datatype_string
+
+    if isinstance(schema, str):
+        schema = _parse_datatype_string(schema)
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+    if partition_by:
+        builder = builder.partitionedBy(*partition_by)
+    for key, value in (properties or {}).items():
+        builder = builder.property(key, value)
+    return builder.execute()
+
+
+def merge_insert_new(spark, path: str, df, keys: list[str]) -> dict[str, int]:
+    """Insert the rows of ``df`` whose ``keys`` are not yet in the table; change nothing else.
+
+    Rerunning with the same ``df`` is a no-op, which makes the jobs idempotent. ``df`` must not hold
+    two rows with the same keys (callers deduplicate first).
+
+    Args:
+        spark: the session.
+        path: an existing Delta table (see `ensure_table`).
+        df: rows to insert, with the table's columns.
+        keys: columns that identify a row.
+
+    Returns:
+        ``{"inserted": n}`` read from Delta's commit metrics.
+    """
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    target = DeltaTable.forPath(spark, path)
+    before = table_version(spark, path)
+    cond = None
+    for k in keys:
+        c = F.col(f"t.`{k}`").eqNullSafe(F.col(f"s.`{k}`"))
+        cond = c if cond is None else cond & c
+    target.alias("t").merge(df.alias("s"), cond).whenNotMatchedInsertAll().execute()
+    if table_version(spark, path) == before:  # a MERGE that changes nothing commits nothing
+        return {"inserted": 0}
+    metrics = last_operation_metrics(spark, path)
+    return {"inserted": int(metrics.get("numTargetRowsInserted", 0))}
+
+
+def last_operation_metrics(spark, path: str) -> dict[str, str]:
+    """operationMetrics of the table's latest commit (strings, as Delta records them)."""
+    from delta.tables import DeltaTable
+
+    row = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()
+    return dict(row.operationMetrics or {}) if row else {}
+
+
+def table_version(spark, path: str) -> int | None:
+    """Latest committed version of the Delta table at ``path``; None if there is no table."""
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])

@@ -1,0 +1,145 @@
+"""Resolve the Delta Lake jars once from Maven Central and put them on pyspark's classpath.
+
+    python -m jobs.delta_jars            # resolve (network, first time only) and install
+    python -m jobs.delta_jars --check    # exit 1 if the jars are not installed
+
+Why this shape: ``spark.jars.packages`` would ask Ivy on every session start (network, seconds,
+and a failure when offline). Instead Ivy runs once, into a cache folder outside the repository
+(``$LAKELM_CACHE`` or ``~/.cache/lakelm``), and the resolved jars are copied into
+``pyspark/jars``. Every entry point then sees Delta with no configuration and no network:
+``python -m jobs.X``, ``spark-submit``, notebooks, and the standalone master/worker started from
+the same pyspark install. Jars that pyspark already ships (scala-library, antlr...) are not
+copied, so no class exists twice on the classpath.
+
+On a real cluster use ``--packages io.delta:delta-spark_2.13:<DELTA_VERSION>`` instead (see
+docs/CLUSTER.md); this module is for local installs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# delta-spark 4.4.x is built for Spark 4.2 (its POM depends on spark-sql_2.13:4.2.0). 4.4.0 is
+# the newest 4.4 release published on Maven Central when this was pinned; the pip package
+# delta-spark is pinned to the same version in setup.py.
+DELTA_VERSION = "4.4.0"
+DELTA_PACKAGE = f"io.delta:delta-spark_2.13:{DELTA_VERSION}"
+MARKER_JAR = f"io.delta_delta-spark_2.13-{DELTA_VERSION}.jar"  # Ivy's <group>_<artifact>-<version>
+# Ivy's default host sometimes does not answer; Maven Central's second host does.
+FALLBACK_REPOSITORY = "https://repo.maven.apache.org/maven2"
+
+_VERSION_SUFFIX = re.compile(r"-\d[\w.\-]*\.jar$")
+
+
+def cache_dir() -> Path:
+    """Folder that holds the Ivy cache (survives re-clones and `make clean`)."""
+    return Path(os.environ.get("LAKELM_CACHE", Path.home() / ".cache" / "lakelm"))
+
+
+def pyspark_jars_dir() -> Path:
+    """The ``jars/`` folder of the installed pyspark (Spark's classpath for local runs)."""
+    import pyspark
+
+    return Path(pyspark.__file__).parent / "jars"
+
+
+def artifact_name(jar_name: str) -> str:
+    """Artifact name without group or version, to compare Ivy's jars with pyspark's.
+
+    Ivy names jars ``<group>_<artifact>-<version>.jar`` (``io.delta_delta-storage-4.4.0.jar``);
+    pyspark ships ``<artifact>-<version>.jar``. Both map to ``delta-storage``.
+    """
+    name = jar_name.split("_", 1)[1] if "_" in jar_name and "." in jar_name.split("_", 1)[0] else jar_name
+    return _VERSION_SUFFIX.sub("", name)
+
+
+def jars_installed(jars_dir: Path | None = None) -> bool:
+    """True when the Delta jar of ``DELTA_VERSION`` is on pyspark's classpath."""
+    return ((jars_dir or pyspark_jars_dir()) / MARKER_JAR).exists()
+
+
+def resolve_with_ivy(ivy_dir: Path, repositories: str | None = None) -> list[Path]:
+    """Resolve ``DELTA_PACKAGE`` and its dependencies with Spark's own Ivy integration.
+
+    Starts (and stops) a throwaway local SparkSession with ``spark.jars.packages``; Ivy writes the
+    jars to ``ivy_dir/jars``.
+
+    Args:
+        ivy_dir: Ivy home (cache) folder.
+        repositories: extra Maven repositories, comma separated; None = Ivy's defaults.
+
+    Returns:
+        Paths of the resolved jar files.
+    """
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.master("local[1]")
+        .appName("lakelm-resolve-delta-jars")
+        .config("spark.jars.packages", DELTA_PACKAGE)
+        .config("spark.jars.ivy", str(ivy_dir))
+        .config("spark.ui.enabled", "false")
+    )
+    if repositories:
+        builder = builder.config("spark.jars.repositories", repositories)
+    spark = builder.getOrCreate()
+    spark.stop()
+    return sorted((ivy_dir / "jars").glob("*.jar"))
+
+
+def install_jars(resolved: list[Path], jars_dir: Path) -> list[str]:
+    """Copy resolved jars into ``jars_dir``, skipping artifacts pyspark already ships.
+
+    Returns:
+        Names of the jars copied.
+    """
+    present = {artifact_name(p.name) for p in jars_dir.glob("*.jar")}
+    copied = []
+    for jar in resolved:
+        if artifact_name(jar.name) in present:
+            log.info("skip %s: pyspark already ships %s", jar.name, artifact_name(jar.name))
+            continue
+        shutil.copy2(jar, jars_dir / jar.name)
+        copied.append(jar.name)
+    return copied
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only check; exit 1 if missing")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    jars_dir = pyspark_jars_dir()
+    if jars_installed(jars_dir):
+        log.info("Delta %s jars already on the classpath (%s)", DELTA_VERSION, jars_dir)
+        return 0
+    if args.check:
+        log.error("Delta jars missing from %s: run `python -m jobs.delta_jars`", jars_dir)
+        return 1
+
+    ivy_dir = cache_dir() / "ivy"
+    ivy_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        resolved = resolve_with_ivy(ivy_dir)
+    except Exception as exc:  # Ivy's default host unreachable: retry on Maven Central's other host
+        log.warning("Ivy resolution failed (%s); retrying with %s", exc, FALLBACK_REPOSITORY)
+        resolved = resolve_with_ivy(ivy_dir, FALLBACK_REPOSITORY)
+    if not any(p.name == MARKER_JAR for p in resolved):
+        log.error("Ivy did not produce %s (got %s)", MARKER_JAR, [p.name for p in resolved])
+        return 1
+    copied = install_jars(resolved, jars_dir)
+    log.info("installed %d Delta jars into %s: %s", len(copied), jars_dir, ", ".join(copied))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

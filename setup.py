@@ -1,0 +1,41 @@
+"""Packaging for lakelm: the ``jobs`` (Spark CLIs), ``udfs`` (pandas UDFs over pure functions) and
+``model`` (pure PyTorch) packages. ``pip install -e .[dev]`` is what ``make`` runs."""
+
+from setuptools import find_packages, setup
+
+# Pins that work together (checked on the project's CI machine):
+# - delta-spark 4.4.x declares pyspark<=4.2.0 in its metadata, so pyspark is pinned to 4.2.0.
+# - pyspark 4.2 warns that pandas 3 is not fully supported (nulls arrive as NaN), so pandas<3.
+INSTALL_REQUIRES = [
+    "pyspark==4.2.0",
+    "delta-spark==4.4.0",  # same version as the io.delta jars (jobs/delta_jars.py)
+    "pandas>=2.2,<3",
+    "pyarrow>=15",
+    "numpy>=1.26",
+    "torch>=2.4,<3",
+    "tokenizers>=0.20",
+    "safetensors>=0.4",
+    "xxhash>=3.4",
+    "matplotlib>=3.8",
+    "tqdm>=4.66",
+]
+
+EXTRAS = {
+    "dev": [
+        "pytest>=8",
+        "deltalake>=0.20",  # delta-rs: proves our tables are readable outside Spark
+        "ruff>=0.5",
+    ],
+}
+
+setup(
+    name="lakelm",
+    version="0.1.0",
+    description="A Spark + Delta Lake platform for the whole life of a GPT-style model",
+    python_requires=">=3.10",
+    packages=find_packages(include=["jobs", "jobs.*", "udfs", "udfs.*", "model", "model.*"]),
+    include_package_data=True,
+    package_data={"jobs": ["sample_data/*.jsonl"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+)
