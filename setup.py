@@ -25,6 +25,9 @@ EXTRAS = {
         "pytest>=8",
         "deltalake>=0.20",  # delta-rs: proves our tables are readable outside Spark
         "ruff>=0.5",
+        "onnx>=1.17",  # model/export.py: ONNX export checked against PyTorch in the tests
+        "onnxruntime>=1.20",
+        "onnxscript>=0.2",  # the dynamo ONNX exporter needs it
     ],
 }
 

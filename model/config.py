@@ -1,0 +1,153 @@
+"""Configs for the model and its trainer: one frozen dataclass each, built from dicts that must not
+carry unknown keys (a typo in a config file is an error, as in nanoGPT's configurator)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def config_from_dict(cls: type[T], values: Mapping[str, Any]) -> T:
+    """Build the dataclass ``cls`` from ``values``, refusing keys it does not have.
+
+    Args:
+        cls: a dataclass type such as ``GPTConfig`` or ``TrainConfig``.
+        values: field name -> value. Missing fields take their defaults.
+
+    Returns:
+        An instance of ``cls`` (its ``__post_init__`` checks the values).
+
+    Raises:
+        ValueError: if ``values`` holds a key that is not a field of ``cls``.
+
+    Example:
+        >>> config_from_dict(GPTConfig, {"n_layer": 2}).n_layer
+        2
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; valid keys are {sorted(names)}")
+    return cls(**dict(values))
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as a plain JSON-able dict (the inverse of ``config_from_dict``)."""
+    return dataclasses.asdict(cfg)
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Shape of a GPT-2 style decoder-only transformer.
+
+    Defaults are nanoGPT's shakespeare_char model (10.7M parameters at vocab 65).
+    """
+
+    vocab_size: int = 50304  # GPT-2's 50257 rounded up to a multiple of 64 for faster matmuls
+    block_size: int = 256  # maximum context length in tokens (learned position embeddings)
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    dropout: float = 0.0  # 0 for pretraining on much data; 0.1-0.2 for small-data finetunes
+    bias: bool = True  # bias in Linear and LayerNorm, like GPT-2; False is slightly faster and better
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> GPTConfig:
+        """``GPTConfig`` from a dict; unknown keys raise ``ValueError``."""
+        return config_from_dict(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict (what ``config.json`` of an artifact holds)."""
+        return config_to_dict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: optimisation, evaluation, checkpointing and resources.
+
+    Defaults follow nanoGPT's CPU "baby GPT" recipe for shakespeare_char.
+    """
+
+    batch_size: int = 12  # windows per micro-batch on each rank
+    block_size: int | None = None  # None = the model's block_size; data windows hold block_size + 1 tokens
+    max_steps: int = 2000  # optimizer steps; training may stop and resume with a larger value
+    lr: float = 1e-3  # peak learning rate; small models tolerate a high one (nanoGPT shakespeare_char)
+    min_lr: float = 1e-4  # floor of the cosine decay, lr / 10 as in Chinchilla (arXiv 2203.15556)
+    warmup_steps: int = 100  # linear warmup from ~0 to lr
+    lr_decay_steps: int | None = None  # step where the cosine reaches min_lr; None = max_steps
+    weight_decay: float = 0.1  # AdamW decay on matrices only (never norms, biases)
+    beta1: float = 0.9
+    beta2: float = 0.99  # nanoGPT uses 0.99 for small batches (few tokens per step)
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
+    grad_accum: int = 1  # micro-batches per optimizer step (global batch = batch_size * grad_accum * world)
+    eval_every: int = 250  # steps between validation runs (also run at the last step)
+    eval_steps: int = 20  # validation micro-batches per evaluation (the same ones every time)
+    ckpt_every: int = 250  # steps between checkpoints (also saved at the last step)
+    keep_checkpoints: int = 2  # newest checkpoints kept on disk; older ones are deleted
+    log_every: int = 10  # steps between train-loss lines in metrics.jsonl
+    seed: int = 1337  # seeds init, dropout and the data order; same seed + data = same run
+    threads: int = 1  # torch CPU threads; set explicitly: oversubscribed cores train 7-15x slower
+    shuffle_buffer: int = 16384  # windows mixed together when shuffling (memory bound of the reader)
+    device: str = "auto"  # "auto" = cuda when available, else cpu
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU where it is slower
+    compile: bool = False  # torch.compile the model (CUDA only); costs a minute of start-up
+
+    def __post_init__(self) -> None:
+        positive = (
+            "batch_size",
+            "max_steps",
+            "grad_accum",
+            "eval_every",
+            "eval_steps",
+            "ckpt_every",
+            "keep_checkpoints",
+            "log_every",
+            "threads",
+            "shuffle_buffer",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
+        if self.block_size is not None and self.block_size <= 0:
+            raise ValueError(f"block_size must be positive or None, got {self.block_size}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.lr_decay_steps is not None and self.lr_decay_steps < self.warmup_steps:
+            raise ValueError(f"lr_decay_steps={self.lr_decay_steps} must be >= warmup_steps={self.warmup_steps}")
+        if not 0.0 <= self.min_lr <= self.lr:
+            raise ValueError(f"need 0 <= min_lr <= lr, got min_lr={self.min_lr}, lr={self.lr}")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip must be >= 0 (0 disables), got {self.grad_clip}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+
+    @property
+    def decay_steps(self) -> int:
+        """The step at which the cosine schedule reaches ``min_lr``."""
+        return self.max_steps if self.lr_decay_steps is None else self.lr_decay_steps
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """``TrainConfig`` from a dict; unknown keys raise ``ValueError``."""
+        return config_from_dict(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict (written to ``train_config.json`` next to the outputs)."""
+        return config_to_dict(self)

@@ -1,0 +1,101 @@
+"""Pure scoring and embedding functions over a GPT: what the scoring UDF calls per micro-batch.
+
+Model inputs are right-padded (B, T) id tensors with a (B, T) mask (1 = real token); padding on the
+right never changes the results for real tokens, because attention is causal.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from model.gpt import GPT
+
+
+def _check_mask(idx: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """A (B, T) bool mask of real tokens; padding must be on the right (causal attention then ignores it)."""
+    if mask is None:
+        return torch.ones_like(idx, dtype=torch.bool)
+    if mask.shape != idx.shape:
+        raise ValueError(f"mask shape {tuple(mask.shape)} must equal idx shape {tuple(idx.shape)}")
+    mask = mask.to(torch.bool)
+    if mask.size(1) > 1 and bool((mask[:, 1:] & ~mask[:, :-1]).any()):
+        raise ValueError("padding must be on the right: every mask row must be 1...1 0...0")
+    return mask
+
+
+@torch.no_grad()
+def token_logprobs(model: GPT, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Log-probability the model gives each actual next token (for scoring text).
+
+    Position t scores token t+1 given tokens 0..t, so the first token is never scored: prepend the
+    EOS id (GPT-2's document separator) to score a document's first token too.
+
+    Args:
+        model: a GPT in eval mode.
+        idx: (B, T) int64 token ids, right-padded, T <= block_size (chunk longer texts).
+        mask: (B, T) 1 for real tokens, 0 for right padding; None = no padding.
+
+    Returns:
+        (B, T-1) float32 log-probs (natural log, <= 0); 0.0 where the scored token is padding.
+
+    Example:
+        >>> lp = token_logprobs(model, idx, mask)          # (B, T-1)
+        >>> summarize_logprobs(lp, mask[:, 1:], n_bytes)   # sums, mean NLL, perplexity, bits/byte
+    """
+    mask = _check_mask(idx, mask)
+    logits, _ = model(idx)  # (B, T, V)
+    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, V)
+    lp = logp.gather(-1, idx[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T-1)
+    return lp.masked_fill(~mask[:, 1:], 0.0)
+
+
+def summarize_logprobs(
+    logprobs: torch.Tensor, target_mask: torch.Tensor | None = None, n_bytes: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """Per-row scores from ``token_logprobs``.
+
+    Args:
+        logprobs: (B, N) log-probs of scored tokens, 0 at padding.
+        target_mask: (B, N) 1 where a token was scored (``mask[:, 1:]``); None = all.
+        n_bytes: (B,) UTF-8 bytes of the scored text, for bits per byte; None leaves that key out.
+
+    Returns:
+        Dict of (B,) float64 tensors: ``sum_logprob`` (nats), ``n_tokens``, ``mean_nll`` (nats/token),
+        ``perplexity`` (exp of mean_nll), and ``bits_per_byte`` when n_bytes is given. Rows with no
+        scored token get NaN means.
+    """
+    lp = logprobs.double()
+    m = torch.ones_like(lp, dtype=torch.bool) if target_mask is None else target_mask.to(torch.bool)
+    total = (lp * m).sum(dim=1)  # (B,)
+    n = m.sum(dim=1).double()  # (B,)
+    mean_nll = torch.where(n > 0, -total / n.clamp(min=1), torch.full_like(total, float("nan")))
+    out = {"sum_logprob": total, "n_tokens": n, "mean_nll": mean_nll, "perplexity": torch.exp(mean_nll)}
+    if n_bytes is not None:
+        nb = n_bytes.double()
+        out["bits_per_byte"] = torch.where(
+            nb > 0, -total / nb.clamp(min=1) / math.log(2), torch.full_like(nb, float("nan"))
+        )
+    return out
+
+
+@torch.no_grad()
+def mean_pooled_embeddings(model: GPT, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Text embeddings: the mean of the final hidden states over real (unpadded) tokens.
+
+    Args:
+        model: a GPT in eval mode.
+        idx: (B, T) int64 token ids, right-padded, T <= block_size.
+        mask: (B, T) 1 for real tokens, 0 for right padding; None = no padding.
+
+    Returns:
+        (B, n_embd) float32 embeddings (not normalised; L2-normalise for cosine similarity).
+    """
+    mask = _check_mask(idx, mask)
+    h = model.hidden_states(idx).float()  # (B, T, C)
+    w = mask.unsqueeze(-1).float()  # (B, T, 1)
+    return (h * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)  # (B, C)
