@@ -159,7 +159,7 @@ def run(spark, cfg: DatasetConfig, record) -> None:
     tokens = {r.split: int(r.tokens or 0) for r in doc_stats if r.ok}
     errors = sum(int(r.docs) for r in doc_stats if not r.ok)
     meta = {
-        "tokenizer_sha256": tok.sha256, "vocab_size": tok.vocab_size, "block_size": cfg.block_size,
+        "tokenizer_sha256": tok.sha256, "tokenizer_path": os.path.abspath(tok_path), "vocab_size": tok.vocab_size, "block_size": cfg.block_size,
         "char_level": cfg.char_level, "seed": cfg.seed, "input": cfg.input, "input_version": version,
         "docs": docs_ok, "docs_failed": errors, "tokens": tokens, "windows": windows, "tail_tokens": tail,
         "bytes_per_token": None,
