@@ -18,9 +18,13 @@ INSTALL_REQUIRES = [
     "xxhash>=3.4",
     "matplotlib>=3.8",
     "tqdm>=4.66",
+    "langid>=1.1.6",  # language ID whose model ships inside the package: nothing downloads at run time
+    "resiliparse>=0.14",  # boilerplate-aware HTML-to-text for records that are HTML
+    "ftfy>=6.1",  # optional mojibake repair (curation config normalize.fix_mojibake)
 ]
 
 EXTRAS = {
+    "html": ["trafilatura>=1.8"],  # alternative HTML extractor (normalize.html_extractor="trafilatura")
     "dev": [
         "pytest>=8",
         "deltalake>=0.20",  # delta-rs: proves our tables are readable outside Spark
@@ -28,6 +32,7 @@ EXTRAS = {
         "onnx>=1.17",  # model/export.py: ONNX export checked against PyTorch in the tests
         "onnxruntime>=1.20",
         "onnxscript>=0.2",  # the dynamo ONNX exporter needs it
+        "spacy>=3.7",  # curation parity mode: datatrove's word splitting, checked in the tests
     ],
 }
 
@@ -38,7 +43,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["jobs", "jobs.*", "udfs", "udfs.*", "model", "model.*"]),
     include_package_data=True,
-    package_data={"jobs": ["sample_data/*.jsonl"]},
+    package_data={"jobs": ["sample_data/*.jsonl", "sample_data/*.md", "configs/*.json"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
 )

@@ -83,3 +83,25 @@ def table_version(spark, path: str) -> int | None:
     if not DeltaTable.isDeltaTable(spark, path):
         return None
     return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
+
+
+def append_new(spark, path: str, df, keys: list[str]) -> int:
+    """Append the rows of ``df`` whose ``keys`` are not in the table yet; new columns are added.
+
+    For tables several jobs write with different extra columns (``rejected``): the schema grows
+    (``mergeSchema``), the rows already there are left alone, so a rerun appends nothing.
+
+    Returns:
+        The number of rows appended.
+    """
+    from pyspark import StorageLevel
+
+    if table_version(spark, path) is not None:
+        existing = spark.read.format("delta").load(path).select(*keys).distinct()
+        df = df.join(existing, keys, "left_anti")
+    df = df.persist(StorageLevel.MEMORY_AND_DISK)
+    n = df.count()
+    if n:
+        df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+    df.unpersist()
+    return n

@@ -14,13 +14,14 @@ import sys
 import time
 from pathlib import Path
 
-from jobs import cli, ingest
+from jobs import build_dataset, cli, curate, dedup, ingest, report, train
 from jobs.lake import table_path
 from jobs.spark import get_spark
 
 log = logging.getLogger("jobs.demo")
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 def _stage(name: str, fn, *args) -> None:
@@ -68,8 +69,19 @@ def main(argv: list[str] | None = None) -> int:
     for path in corpora:
         _stage(f"ingest {path.name}", ingest.main,
                ["--input", str(path), "--format", "jsonl", "--lake", lake, "--source", path.stem])
+    _stage("curate", curate.main, ["--lake", lake, "--config", str(CONFIG_DIR / "demo_curation.json")])
+    _stage("dedup", dedup.main, ["--lake", lake, "--clusters", str(Path(lake) / "clusters")])
+    tok_dir = str(Path(lake) / "_artifacts" / "tokenizer")
+    _stage("build_dataset", build_dataset.main,
+           ["--lake", lake, "--tokenizer-out", tok_dir, "--vocab-size", "4096", "--block-size", "128",
+            "--val-fraction", "0.05"])
+    artifact = Path(lake) / "_artifacts" / f"gpt-{time.strftime('%Y%m%dT%H%M%S')}"
+    _stage("train", train.main, ["--lake", lake, "--out", str(artifact), "--config", str(CONFIG_DIR / "demo_train.json")])
     summarize(spark, lake)
-    print(f"\nlake: {Path(lake).resolve()}  (read it with spark.read.format('delta').load(...))")
+    report_path = report.build_report(spark, lake, str(Path(lake) / "_report"), str(artifact))
+    print(f"\nlake:     {Path(lake).resolve()}  (read it with spark.read.format('delta').load(...))")
+    print(f"artifact: {artifact.resolve()}")
+    print(f"report:   {Path(report_path).resolve()}")
     return 0
 
 

@@ -1,0 +1,227 @@
+"""Write a run report (Markdown + PNGs) for a lake: funnel, drop reasons, duplicate clusters, tokens,
+loss curve, scores, generated samples and lineage.
+
+    python -m jobs.report --lake lake [--artifact DIR] [--out lake/_report]
+
+Every number comes from the tables and the runs table; a stage that has not run yet is reported as
+such instead of being left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from jobs import cli
+from jobs.lake import table_path
+from jobs.spark import get_spark
+
+log = logging.getLogger("jobs.report")
+
+
+def _plot_bars(labels, values, title, path, horizontal=True):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.35 * len(labels) + 1)))
+    if horizontal:
+        ax.barh(labels[::-1], values[::-1], color="#4C72B0")
+    else:
+        ax.bar(labels, values, color="#4C72B0")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _exists(spark, path):
+    from delta.tables import DeltaTable
+
+    return DeltaTable.isDeltaTable(spark, path)
+
+
+def _latest_run(spark, lake, job):
+    from jobs.runs import read_runs
+
+    runs = table_path(lake, "runs")
+    if not _exists(spark, runs):
+        return None
+    return read_runs(spark, runs, job=job).filter("status = 'succeeded'").first()
+
+
+def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
+    """Write ``out/report.md`` and its PNGs; return the Markdown path."""
+    from pyspark.sql import functions as F
+
+    os.makedirs(out, exist_ok=True)
+    md = ["# lakelm run report", ""]
+
+    # --- funnel: documents surviving each stage
+    stages = []
+    for name in ("bronze", "silver", "gold"):
+        path = table_path(lake, name)
+        if _exists(spark, path):
+            stages.append((name, spark.read.format("delta").load(path).count()))
+    ingest_read = 0
+    from jobs.runs import read_runs
+
+    if _exists(spark, table_path(lake, "runs")):
+        for r in read_runs(spark, table_path(lake, "runs"), job="ingest").filter("status = 'succeeded'").collect():
+            ingest_read += r.counts.get("written", 0)
+    md += ["## Curation funnel", "", "| stage | documents |", "|---|---|"]
+    md += [f"| {n} | {c} |" for n, c in stages]
+    if stages:
+        _plot_bars([n for n, _ in stages], [c for _, c in stages], "documents per stage", Path(out, "funnel.png"), False)
+        md += ["", "![funnel](funnel.png)", ""]
+
+    # --- drop reasons (quarantine + rejected)
+    reasons = []
+    for name, col in (("quarantine", "reason"), ("rejected", "drop_reason")):
+        path = table_path(lake, name)
+        if _exists(spark, path):
+            for r in spark.read.format("delta").load(path).groupBy(col).count().orderBy(F.desc("count")).collect():
+                reasons.append((f"{name}:{r[0]}", r["count"]))
+    md += ["## Drop reasons", "", "| table:reason | documents |", "|---|---|"]
+    md += [f"| {k} | {v} |" for k, v in reasons] or ["| (none) | 0 |"]
+    if reasons:
+        _plot_bars([k for k, _ in reasons[:25]], [v for _, v in reasons[:25]], "dropped documents by reason",
+                   Path(out, "drop_reasons.png"))
+        md += ["", "![drop reasons](drop_reasons.png)", ""]
+
+    # --- duplicate clusters
+    clusters = os.path.join(lake, "clusters")
+    md += ["## Duplicate clusters", ""]
+    if _exists(spark, clusters):
+        cdf = spark.read.format("delta").load(clusters)
+        sizes = cdf.filter("cluster_size > 1").groupBy("cluster_id", "cluster_size").count()
+        n_clusters = sizes.count()
+        biggest = sizes.orderBy(F.desc("cluster_size")).limit(5).collect()
+        md += [f"{n_clusters} clusters with more than one document. Largest:", "", "| cluster_id | size |", "|---|---|"]
+        md += [f"| {r.cluster_id} | {r.cluster_size} |" for r in biggest]
+        if biggest:
+            members = cdf.filter(F.col("cluster_id") == biggest[0].cluster_id).select("doc_id", "drop_reason").collect()
+            listed = ", ".join(f"{m.doc_id} ({m.drop_reason or 'kept'})" for m in members[:10])
+            md += ["", f"Members of the largest cluster: {listed}"]
+    else:
+        md += ["dedup has not written a clusters table yet."]
+    md += [""]
+
+    # --- tokens
+    md += ["## Training data", ""]
+    run = _latest_run(spark, lake, "build_dataset")
+    if run is not None:
+        meta = json.loads(run.extra)
+        md += ["| | train | val |", "|---|---|---|"]
+        for key in ("docs", "tokens", "windows", "tail_tokens"):
+            md.append(f"| {key} | {meta[key].get('train', 0)} | {meta[key].get('val', 0)} |")
+        md += ["", f"Tokenizer sha256 `{meta['tokenizer_sha256'][:16]}...`, vocab {meta['vocab_size']}, block "
+               f"{meta['block_size']}, {meta['bytes_per_token']:.2f} bytes/token, gold version {meta['input_version']}."]
+    else:
+        md += ["build_dataset has not run yet."]
+    md += [""]
+
+    # --- training
+    md += ["## Training", ""]
+    run = _latest_run(spark, lake, "train")
+    if run is not None:
+        extra = json.loads(run.extra)
+        metrics = extra.get("metrics", {})
+        md += [f"Artifact `{extra.get('artifact')}` (hash `{extra.get('model_hash', '')[:16]}...`): "
+               f"{metrics.get('step')} steps, {metrics.get('n_params')} parameters, val loss "
+               f"{metrics.get('val_loss'):.3f} nats/token, {metrics.get('val_bpb'):.3f} bits/byte."]
+        curve = extra.get("loss_curve.png")
+        if curve and os.path.exists(curve):
+            shutil.copy(curve, Path(out, "loss_curve.png"))
+            md += ["", "![loss curve](loss_curve.png)"]
+        artifact = artifact or extra.get("artifact")
+    else:
+        md += ["train has not run yet."]
+    md += [""]
+
+    # --- scores
+    md += ["## Scores", ""]
+    scores = table_path(lake, "scores")
+    if _exists(spark, scores):
+        sdf = spark.read.format("delta").load(scores)
+        if "perplexity" in sdf.columns:
+            vals = [r.perplexity for r in sdf.filter("perplexity IS NOT NULL").select("perplexity").collect()]
+            errors = sdf.filter("error IS NOT NULL").count() if "error" in sdf.columns else 0
+            md += [f"{len(vals)} documents scored, {errors} with a per-row error."]
+            if vals:
+                import matplotlib
+
+                matplotlib.use("Agg")
+                import matplotlib.pyplot as plt
+                import numpy as np
+
+                fig, ax = plt.subplots(figsize=(7, 3.5))
+                ax.hist(np.log10(vals), bins=40, color="#4C72B0")
+                ax.set_xlabel("log10 perplexity")
+                ax.set_title("scores")
+                fig.tight_layout()
+                fig.savefig(Path(out, "scores_hist.png"), dpi=100)
+                plt.close(fig)
+                md += ["", "![scores](scores_hist.png)", "", "Median perplexity "
+                       f"{float(np.median(vals)):.1f}; lowest and highest:", ""]
+                ordered = sdf.filter("perplexity IS NOT NULL").orderBy("perplexity")
+                for label, rows in (("lowest", ordered.limit(3).collect()),
+                                    ("highest", ordered.orderBy(F.desc("perplexity")).limit(3).collect())):
+                    md += [f"- {label}: " + ", ".join(f"`{r.doc_id}` ({r.perplexity:.1f})" for r in rows)]
+        md += [f"", f"Lineage columns: {', '.join(c for c in sdf.columns if c in ('model_hash', 'input_version', 'run_id'))}."]
+    else:
+        md += ["score has not run yet."]
+    md += [""]
+
+    # --- samples
+    md += ["## Generated samples", ""]
+    if artifact and os.path.exists(artifact):
+        import torch
+
+        from model.artifact import load_artifact
+
+        torch.set_num_threads(1)
+        art = load_artifact(artifact)
+        for prompt in ("The ", "It is a truth", "In the year"):
+            idx = torch.tensor([art.tokenizer.encode(prompt)], dtype=torch.long)
+            out_ids = art.model.generate(idx, max_new_tokens=40, temperature=0.8, top_k=50, seed=0,
+                                         eos_id=art.tokenizer.eos_id)
+            text = art.tokenizer.decode(out_ids[0].tolist(), skip_special=True)
+            md += [f"- `{prompt}` → {json.dumps(text)}"]
+        md += ["", f"## Lineage", "", f"- artifact: `{artifact}` hash `{art.hash}`",
+               f"- trained on `{art.metadata['lineage']['data']}` version {art.metadata['lineage']['data_version']}"]
+    else:
+        md += ["no artifact yet."]
+    md += [""]
+    for name in ("bronze", "silver", "gold", "tokens", "scores"):
+        path = table_path(lake, name)
+        if _exists(spark, path):
+            from jobs.delta_io import table_version
+
+            md.append(f"- `{name}`: Delta version {table_version(spark, path)}")
+    report = Path(out, "report.md")
+    report.write_text("\n".join(md) + "\n", encoding="utf-8")
+    return str(report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cli.setup_logging()
+    p = argparse.ArgumentParser(description="Write a Markdown run report for a lake.")
+    p.add_argument("--lake", default="lake")
+    p.add_argument("--artifact", help="model artifact for samples (default: the latest trained)")
+    p.add_argument("--out", help="report folder (default: LAKE/_report)")
+    args = p.parse_args(argv)
+    spark = get_spark("lakelm-report")
+    path = build_report(spark, args.lake, args.out or os.path.join(args.lake, "_report"), args.artifact)
+    print(f"report: {Path(path).resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Pandas UDF adapter for the curation chain (pure core: udfs/curation/curate.py)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pandas as pd
+
+
+def curate_schema(cfg) -> str:
+    """DDL of the UDF's struct: the columns of ``curate_batch`` for this config."""
+    from udfs.curation.curate import output_schema
+
+    return ", ".join(f"{name} {dtype}" for name, dtype in output_schema(cfg))
+
+
+def make_curate_udf(cfg):
+    """Iterator pandas UDF: raw text -> struct of curated text, ``drop_reason``, language, PII counts
+    and quality signals (see ``udfs.curation.curate.curate_batch``).
+
+    Per Arrow batch the whole chain runs once (language ID as one matrix product per batch, the
+    filters per document). Rows map 1:1 and keep their order; ``cfg`` (a frozen dataclass) is the
+    only thing the closure captures, and the language model loads lazily once per Python worker.
+
+    Example:
+        >>> df.select(make_curate_udf(CurationConfig())("text").alias("c")).select("c.*")  # doctest: +SKIP
+    """
+    from pyspark.sql.functions import pandas_udf
+
+    from udfs.curation.curate import curate_batch
+
+    @pandas_udf(curate_schema(cfg))
+    def curate(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        for texts in batches:
+            yield curate_batch(texts.reset_index(drop=True), cfg)
+
+    return curate
