@@ -28,9 +28,11 @@ def make_curate_udf(cfg):
     from pyspark.sql.functions import pandas_udf
 
     from udfs.curation.curate import curate_batch
+    from udfs.faults import maybe_kill_worker
 
     @pandas_udf(curate_schema(cfg))
     def curate(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        maybe_kill_worker("curate")
         for texts in batches:
             yield curate_batch(texts.reset_index(drop=True), cfg)
 

@@ -27,10 +27,12 @@ def _env() -> dict:
     return env
 
 
-def spark_submit(master: str, script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def spark_submit(master: str, script: str, *args: str, timeout: int = 300, env: dict | None = None
+                 ) -> subprocess.CompletedProcess:
     cmd = [str(BIN / "spark-submit"), "--master", master, "--properties-file", str(REPO / "spark-defaults.conf"),
            "--driver-memory", "1g", str(REPO / script), *args]
-    return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=REPO, env={**_env(), **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def _free_port() -> int:
