@@ -136,3 +136,15 @@ def test_missing_input_and_bad_paths_are_usage_errors(spark, tmp_path, caplog):
     assert not lake.exists()
     with pytest.raises(SystemExit):
         ingest.main(["--input", "x", "--format", "xml"])
+
+
+def test_ingest_whole_commoncrawl_sample(spark, tmp_path, shared_data):
+    """All 697 lines of the shared crawl sample are accounted for; a rerun adds nothing."""
+    src = shared_data / "web_commoncrawl_2019_sample" / "cc_main_2019_30_sample.jsonl"
+    for _ in range(2):
+        assert ingest.main(_lake_args(tmp_path, "--input", str(src), "--format", "jsonl")) == 0
+    runs = read_runs(spark, str(tmp_path / "runs"), job="ingest").collect()
+    first, second = runs[1].counts, runs[0].counts
+    assert first["read"] == second["read"] == 697
+    assert first["written"] + first["quarantined"] == 697 and second["written"] == 0
+    assert _read(spark, tmp_path / "bronze").count() == first["written"]
