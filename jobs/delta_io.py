@@ -105,3 +105,77 @@ def append_new(spark, path: str, df, keys: list[str]) -> int:
         df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
     df.unpersist()
     return n
+
+
+def merge_upsert_changed(spark, path: str, df, keys: list[str], version_col: str) -> dict[str, int]:
+    """Insert rows of ``df`` with new ``keys``; replace rows whose ``version_col`` differs; keep the rest.
+
+    Used by incremental jobs whose rows are derived from an input row identified by ``keys`` and a
+    content hash (``version_col``): a changed input replaces its old derived row, an unchanged one is
+    left alone, so a rerun changes nothing and commits nothing. ``df`` must not hold two rows with the
+    same keys.
+
+    Args:
+        spark: the session.
+        path: an existing Delta table with ``df``'s columns.
+        df: rows to upsert.
+        keys: columns that identify a row.
+        version_col: column whose change means the row must be replaced (null-safe comparison).
+
+    Returns:
+        ``{"inserted": n, "updated": m}`` from Delta's commit metrics.
+    """
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    target = DeltaTable.forPath(spark, path)
+    before = table_version(spark, path)
+    cond = None
+    for k in keys:
+        c = F.col(f"t.`{k}`").eqNullSafe(F.col(f"s.`{k}`"))
+        cond = c if cond is None else cond & c
+    changed = ~F.col(f"t.`{version_col}`").eqNullSafe(F.col(f"s.`{version_col}`"))
+    (target.alias("t").merge(df.alias("s"), cond)
+     .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll().execute())
+    if table_version(spark, path) == before:
+        return {"inserted": 0, "updated": 0}
+    metrics = last_operation_metrics(spark, path)
+    return {"inserted": int(metrics.get("numTargetRowsInserted", 0)),
+            "updated": int(metrics.get("numTargetRowsUpdated", 0))}
+
+
+def is_write_conflict(exc: BaseException) -> bool:
+    """True for Delta's optimistic-concurrency failures (another writer committed first)."""
+    try:
+        from delta import exceptions as dx
+
+        kinds = (dx.DeltaConcurrentModificationException, dx.ConcurrentWriteException, dx.MetadataChangedException,
+                 dx.ProtocolChangedException, dx.ConcurrentAppendException, dx.ConcurrentDeleteReadException,
+                 dx.ConcurrentDeleteDeleteException, dx.ConcurrentTransactionException)
+    except ImportError:  # pragma: no cover - delta-spark is a dependency
+        kinds = ()
+    return isinstance(exc, kinds) or "DELTA_CONCURRENT" in str(exc)
+
+
+def retry_on_conflict(fn, attempts: int = 2, what: str = "commit"):
+    """Call ``fn()``; when another writer's commit makes it fail with a Delta conflict, call it again.
+
+    Only safe for idempotent writes (insert-if-absent MERGEs, create-if-not-exists): the retry reads
+    the winner's commit and skips what it already wrote.
+
+    Args:
+        fn: the write, with no arguments.
+        attempts: total tries (>= 1); the last conflict is raised.
+        what: how to name the write in the log.
+
+    Returns:
+        What ``fn`` returns, and the number of retries taken, as a tuple.
+    """
+    for attempt in range(attempts):
+        try:
+            return fn(), attempt
+        except Exception as exc:
+            if attempt == attempts - 1 or not is_write_conflict(exc):
+                raise
+            log.warning("%s conflicted with a concurrent writer (%s); retrying", what, type(exc).__name__)
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -26,3 +26,23 @@ DROP_REASON = "drop_reason"  # null = kept; else "<rule>_<why>"
 GIVEN_ID = "given_id"
 
 RAW_PREVIEW_CHARS = 4096
+
+# batch inference (udfs/scoring.py, jobs/score.py, jobs/nightly_score.py)
+ERROR = "error"  # null = the row was processed; else why it was not ("null_text", "empty_text", ...)
+SUM_LOGPROB = "sum_logprob"  # nats, sum over the document's tokens
+N_TOKENS = "n_tokens"
+MEAN_NLL = "mean_nll"  # nats per token
+PERPLEXITY = "perplexity"
+BITS_PER_BYTE = "bits_per_byte"
+N_WINDOWS = "n_windows"  # model windows a long document was scored in (sliding window)
+EMBEDDING = "embedding"
+TRUNCATED = "truncated"  # the input was cut to the model's context
+GENERATED = "generated"
+N_NEW_TOKENS = "n_new_tokens"
+FINISH_REASON = "finish_reason"  # "eos" or "length"
+TASK = "task"
+MODEL_NAME = "model_name"
+MODEL_HASH = "model_hash"
+INPUT_TABLE = "input_table"
+INPUT_VERSION = "input_version"
+SCORED_AT = "scored_at"

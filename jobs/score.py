@@ -1,0 +1,253 @@
+"""Batch inference over a Delta table: score, embed or generate for every row with a model artifact.
+
+    spark-submit --properties-file spark-defaults.conf jobs/score.py \\
+        --input lake/gold --model models/m1 --task score --output lake/scores \\
+        [--text-col text] [--id-col doc_id] [--lake lake] [--stream --checkpoint DIR] [--config f.json] \\
+        [--token-budget 8192] [--max-rows 64] [--max-len N] [--stride N] [--max-new-tokens 64] ...
+
+Reads the input at its latest Delta version and writes one row per (doc_id, model_hash) with the
+task's outputs (see ``udfs.scoring``), ``content_hash`` of the text and lineage (model_name,
+model_hash, input_table, input_version, run_id, scored_at). Rows already scored by this model are
+skipped and the write is an insert-only MERGE on (doc_id, model_hash), so a rerun writes nothing and
+commits nothing. Changed texts are rescored by ``jobs/nightly_score.py``, not here.
+
+``--stream``: the input is read as a Delta stream (append-only tables) and every micro-batch is
+scored and MERGEd by ``foreachBatch`` with ``trigger(availableNow=True)``: everything new since the
+checkpoint is processed, then the job ends. The counts and run record are those of the whole run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict, dataclass
+
+from jobs import cli
+from jobs.delta_io import (
+    ensure_table,
+    merge_insert_new,
+    retry_on_conflict,
+    table_version,
+)
+from jobs.spark import get_spark
+from udfs import columns as C
+from udfs import scoring as S
+
+log = logging.getLogger("jobs.score")
+
+LINEAGE = (f"{C.TASK} string, {C.MODEL_NAME} string, {C.MODEL_HASH} string, {C.INPUT_TABLE} string, "
+           f"{C.INPUT_VERSION} bigint, {C.RUN_ID} string, {C.SCORED_AT} timestamp")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    input: str
+    model: str
+    output: str
+    task: str = "score"  # score | embed | generate
+    text_col: str = C.TEXT
+    id_col: str = C.DOC_ID
+    stream: bool = False
+    checkpoint: str | None = None  # required with stream
+    partitions: int = 0  # tasks the model runs in; 0 = spark.default.parallelism (all task slots)
+    sub_batch_rows: int = S.DEFAULT_SUB_BATCH_ROWS
+    token_budget: int = S.DEFAULT_TOKEN_BUDGET
+    max_rows: int = S.DEFAULT_MAX_ROWS
+    max_len: int | None = None  # None = the model's block_size
+    stride: int | None = None  # score: None = max_len // 2
+    max_new_tokens: int = 64  # generate
+    temperature: float = 1.0  # generate; 0 = greedy
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = 0  # generate: per-row seed, so outputs do not depend on batching
+
+    def __post_init__(self) -> None:
+        if self.task not in S.TASKS:
+            raise ValueError(f"--task must be one of {S.TASKS}, got {self.task!r}")
+        if self.stream and not self.checkpoint:
+            raise ValueError("--stream needs --checkpoint DIR (where the stream records its progress)")
+
+    def task_options(self) -> dict:
+        """Keyword options of the task's core function (``udfs.scoring.score_texts`` ...)."""
+        common = {"token_budget": self.token_budget, "max_rows": self.max_rows}
+        if self.task == "score":
+            return {**common, "max_len": self.max_len, "stride": self.stride}
+        if self.task == "embed":
+            return {**common, "max_len": self.max_len}
+        return {**common, "max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
+                "top_k": self.top_k, "top_p": self.top_p, "seed": self.seed}
+
+
+def output_schema(task: str) -> str:
+    """DDL of the output table for ``task``."""
+    return f"{C.DOC_ID} string, {C.CONTENT_HASH} string, {S.SCHEMAS[task]}, {LINEAGE}"
+
+
+def describe_model(path: str) -> tuple[str, str]:
+    """(model_name, model_hash) of a verified artifact; model_name = lineage ``model_name`` or the folder name."""
+    import os
+
+    from model.artifact import ArtifactIntegrityError, verify_artifact
+
+    try:
+        digest = verify_artifact(path)
+        with open(os.path.join(path, "metadata.json"), encoding="utf-8") as f:
+            lineage = json.load(f).get("lineage") or {}
+    except (ArtifactIntegrityError, OSError, ValueError) as exc:
+        raise cli.UsageError(f"--model {path!r} is not a valid artifact: {exc}") from exc
+    return str(lineage.get("model_name") or os.path.basename(os.path.normpath(path))), digest
+
+
+def prepare(spark, df, cfg: ScoreConfig):
+    """Input rows -> ``doc_id, text, content_hash``: one row per id (the smallest content hash wins,
+    so the choice is deterministic), spread over ``cfg.partitions`` tasks by id."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    fields = dict(df.dtypes)
+    for flag, col in (("--text-col", cfg.text_col), ("--id-col", cfg.id_col)):
+        if col not in fields:
+            raise cli.UsageError(f"{flag} {col!r} not in the input columns {sorted(fields)}")
+    n = cfg.partitions or spark.sparkContext.defaultParallelism
+    rows = df.select(F.col(f"`{cfg.id_col}`").cast("string").alias(C.DOC_ID), F.col(f"`{cfg.text_col}`").alias(C.TEXT))
+    rows = rows.withColumn(C.CONTENT_HASH, F.sha2(F.col(C.TEXT), 256)).repartition(n, C.DOC_ID)
+    first = F.row_number().over(Window.partitionBy(C.DOC_ID).orderBy(F.col(C.CONTENT_HASH).asc_nulls_last()))
+    return rows.withColumn("_n", first).filter("_n = 1").drop("_n")
+
+
+def transform(rows, cfg: ScoreConfig, lineage: dict, keep: tuple[str, ...] = ()):
+    """``doc_id, text, content_hash`` rows -> output rows: the task's struct flattened, plus lineage
+    (and the ``keep`` columns of ``rows``, first, for the caller's bookkeeping)."""
+    from pyspark.sql import functions as F
+
+    udf = S.make_task_udf(cfg.task, cfg.model, sub_batch_rows=cfg.sub_batch_rows, expected_hash=lineage[C.MODEL_HASH],
+                          **cfg.task_options())
+    ids = [*keep, C.DOC_ID, C.CONTENT_HASH]
+    out = rows.select(*ids, udf(F.col(C.TEXT)).alias("_r")).select(*ids, "_r.*")
+    for name, value in lineage.items():
+        out = out.withColumn(name, F.lit(value))
+    return out.withColumn(C.INPUT_VERSION, F.col(C.INPUT_VERSION).cast("bigint")).withColumn(
+        C.SCORED_AT, F.col(C.SCORED_AT).cast("timestamp"))
+
+
+def ensure_output(spark, cfg: ScoreConfig) -> None:
+    """Create the output table, or check that an existing one has this task's columns."""
+    from pyspark.sql.types import _parse_datatype_string
+
+    schema = _parse_datatype_string(output_schema(cfg.task))
+    retry_on_conflict(lambda: ensure_table(spark, cfg.output, schema), what="create output")
+    have = spark.read.format("delta").load(cfg.output).schema.fieldNames()
+    if have != schema.fieldNames():
+        raise cli.UsageError(f"--output {cfg.output} has columns {have}, not those of task {cfg.task!r}; "
+                             "write each task to its own table")
+
+
+def lineage_for(cfg: ScoreConfig, model: tuple[str, str], version: int | None, record) -> dict:
+    return {C.TASK: cfg.task, C.MODEL_NAME: model[0], C.MODEL_HASH: model[1], C.INPUT_TABLE: cfg.input,
+            C.INPUT_VERSION: version, C.RUN_ID: record.run_id,
+            C.SCORED_AT: record.started_at.replace(tzinfo=None)}
+
+
+def score_new(spark, rows, cfg: ScoreConfig, lineage: dict, counts: dict) -> None:
+    """Score the rows this model has not scored yet and insert them; add to ``counts``."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    done = spark.read.format("delta").load(cfg.output).filter(F.col(C.MODEL_HASH) == lineage[C.MODEL_HASH])
+    todo = rows.join(done.select(C.DOC_ID), C.DOC_ID, "left_anti")
+    scored = transform(todo, cfg, lineage).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        by_error = {bool(ok): n for ok, n in scored.groupBy(F.col(C.ERROR).isNull()).count().collect()}
+        written, retries = 0, 0
+        if by_error:  # nothing new: no MERGE, no commit
+            written, retries = retry_on_conflict(
+                lambda: merge_insert_new(spark, cfg.output, scored, [C.DOC_ID, C.MODEL_HASH])["inserted"], what="MERGE")
+    finally:
+        scored.unpersist()
+    for key, n in (("scored", sum(by_error.values())), ("errors", by_error.get(False, 0)),
+                   ("written", written), ("merge_retries", retries)):
+        counts[key] = counts.get(key, 0) + n
+
+
+def run(spark, cfg: ScoreConfig, record) -> None:
+    model = describe_model(cfg.model)
+    version = table_version(spark, cfg.input)
+    if version is None:
+        raise cli.UsageError(f"--input {cfg.input} is not a Delta table")
+    ensure_output(spark, cfg)
+    record.input_versions[cfg.input] = version
+    lineage = lineage_for(cfg, model, version, record)
+    counts = record.counts
+    if cfg.stream:
+        def each_batch(batch, epoch_id: int) -> None:
+            counts["rows"] = counts.get("rows", 0) + batch.count()
+            score_new(spark, prepare(spark, batch, cfg), cfg, lineage, counts)
+
+        source = spark.readStream.format("delta").load(cfg.input)
+        query = (source.writeStream.foreachBatch(each_batch).option("checkpointLocation", cfg.checkpoint)
+                 .trigger(availableNow=True).start())
+        query.awaitTermination()
+    else:
+        df = spark.read.format("delta").option("versionAsOf", version).load(cfg.input)
+        counts["rows"] = df.count()
+        score_new(spark, prepare(spark, df, cfg), cfg, lineage, counts)
+    counts.setdefault("scored", 0)
+    counts.setdefault("errors", 0)
+    record.output_versions[cfg.output] = table_version(spark, cfg.output)
+    record.extra.update(model_name=model[0], model_hash=model[1], task=cfg.task)
+    log.info("%s %s with %s: %s", cfg.task, cfg.input, model[0], counts)
+    print(json.dumps({"run_id": record.run_id, **counts}, sort_keys=True))
+
+
+def build_parser(description: str, stream: bool = True) -> argparse.ArgumentParser:
+    """Flags map 1:1 onto ``ScoreConfig`` fields (``--config`` supplies base values)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", help="JSON file of ScoreConfig fields; flags override it")
+    p.add_argument("--input", help="input Delta table (default: LAKE/gold)")
+    p.add_argument("--model", help="model artifact folder (required)")
+    p.add_argument("--output", help="output Delta table (default: LAKE/scores)")
+    p.add_argument("--task", choices=S.TASKS)
+    for flag, typ in (("--text-col", str), ("--id-col", str), ("--partitions", int), ("--sub-batch-rows", int),
+                      ("--token-budget", int), ("--max-rows", int), ("--max-len", int), ("--stride", int),
+                      ("--max-new-tokens", int), ("--temperature", float), ("--top-k", int), ("--top-p", float),
+                      ("--seed", int)):
+        p.add_argument(flag, type=typ)
+    if stream:
+        p.add_argument("--stream", action="store_true", default=None, help="read the input as a Delta stream")
+        p.add_argument("--checkpoint", help="streaming checkpoint folder (with --stream)")
+    cli.add_lake_args(p)
+    return p
+
+
+def build_config(args) -> ScoreConfig:
+    """ScoreConfig from parsed flags (+ ``--config``); raises cli.UsageError or ValueError."""
+    overrides = {k: v for k, v in vars(args).items() if k not in ("config", "lake", "runs")}
+    base = {}
+    if args.config:
+        with open(args.config, encoding="utf-8") as f:
+            base = json.load(f)
+    for name, table in (("input", "gold"), ("output", "scores")):
+        overrides[name] = cli.resolve_table(overrides.get(name) or base.get(name), args.lake, table, f"--{name}")
+    if not (overrides.get("model") or base.get("model")):
+        raise cli.UsageError("--model ARTIFACT is required")
+    return cli.load_config_file(args.config, ScoreConfig, overrides)
+
+
+def main(argv: list[str] | None = None, job: str = "score") -> int:
+    cli.setup_logging()
+    args = build_parser(__doc__.splitlines()[0]).parse_args(argv)
+    try:
+        cfg = build_config(args)
+        runs = cli.resolve_table(args.runs, args.lake, "runs", "--runs")
+    except (cli.UsageError, ValueError, OSError) as exc:
+        log.error("%s", exc)
+        return cli.EXIT_USAGE
+    log.info("config: %s", asdict(cfg))
+    spark = get_spark(f"lakelm-{job}")
+    return cli.run_job(job, asdict(cfg), runs, lambda rec: run(spark, cfg, rec), spark)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
