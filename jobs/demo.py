@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from jobs import build_dataset, cli, curate, dedup, ingest, report, train
+from jobs import build_dataset, cli, curate, dedup, ingest, report, score, train
 from jobs.lake import table_path
 from jobs.spark import get_spark
 
@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             "--val-fraction", "0.05"])
     artifact = Path(lake) / "_artifacts" / f"gpt-{time.strftime('%Y%m%dT%H%M%S')}"
     _stage("train", train.main, ["--lake", lake, "--out", str(artifact), "--config", str(CONFIG_DIR / "demo_train.json")])
+    _stage("score", score.main, ["--lake", lake, "--input", str(Path(lake) / "gold"), "--model", str(artifact),
+                                 "--task", "score"])
     summarize(spark, lake)
     report_path = report.build_report(spark, lake, str(Path(lake) / "_report"), str(artifact))
     print(f"\nlake:     {Path(lake).resolve()}  (read it with spark.read.format('delta').load(...))")
