@@ -36,6 +36,7 @@ from jobs.score import (
     ensure_output,
     lineage_for,
     prepare,
+    spread,
     transform,
 )
 from jobs.spark import get_spark
@@ -57,6 +58,7 @@ def find_todo(spark, rows, cfg: ScoreConfig, model_hash: str):
 
 
 def run(spark, cfg: ScoreConfig, record) -> None:
+    """The job body (``cli.run_job`` records it): find new/changed rows, score them, upsert, count."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -67,7 +69,7 @@ def run(spark, cfg: ScoreConfig, record) -> None:
     ensure_output(spark, cfg)
     record.input_versions[cfg.input] = version
     df = spark.read.format("delta").option("versionAsOf", version).load(cfg.input)
-    todo = find_todo(spark, prepare(spark, df, cfg), cfg, model[1])
+    todo = spread(spark, find_todo(spark, prepare(df, cfg), cfg, model[1]), cfg)
     lineage = lineage_for(cfg, model, version, record)
     scored = transform(todo, cfg, lineage, keep=("_status",)).persist(StorageLevel.MEMORY_AND_DISK)
     try:  # one pass scores everything and counts it; the MERGE then reads the cached rows

@@ -13,7 +13,9 @@ commits nothing. Changed texts are rescored by ``jobs/nightly_score.py``, not he
 
 ``--stream``: the input is read as a Delta stream (append-only tables) and every micro-batch is
 scored and MERGEd by ``foreachBatch`` with ``trigger(availableNow=True)``: everything new since the
-checkpoint is processed, then the job ends. The counts and run record are those of the whole run.
+checkpoint is processed, then the job ends. The counts and run record are those of the whole run;
+``input_version`` is the table version when the run started (what availableNow reads up to).
+Changes other than appends make the Delta stream fail: score such tables with nightly_score.
 """
 
 from __future__ import annotations
@@ -43,6 +45,12 @@ LINEAGE = (f"{C.TASK} string, {C.MODEL_NAME} string, {C.MODEL_HASH} string, {C.I
 
 @dataclass(frozen=True)
 class ScoreConfig:
+    """What to score, with which model, where to write it, and the inference options (one flag each).
+
+    The last group maps onto the keyword options of ``udfs.scoring``'s core functions; see
+    `task_options`. ``jobs/nightly_score.py`` takes the same config (``stream`` stays False).
+    """
+
     input: str
     model: str
     output: str
@@ -100,9 +108,9 @@ def describe_model(path: str) -> tuple[str, str]:
     return str(lineage.get("model_name") or os.path.basename(os.path.normpath(path))), digest
 
 
-def prepare(spark, df, cfg: ScoreConfig):
-    """Input rows -> ``doc_id, text, content_hash``: one row per id (the smallest content hash wins,
-    so the choice is deterministic), spread over ``cfg.partitions`` tasks by id."""
+def prepare(df, cfg: ScoreConfig):
+    """Input rows -> ``doc_id, text, content_hash``, one row per id (the smallest content hash wins,
+    so the choice is deterministic)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -110,11 +118,17 @@ def prepare(spark, df, cfg: ScoreConfig):
     for flag, col in (("--text-col", cfg.text_col), ("--id-col", cfg.id_col)):
         if col not in fields:
             raise cli.UsageError(f"{flag} {col!r} not in the input columns {sorted(fields)}")
-    n = cfg.partitions or spark.sparkContext.defaultParallelism
     rows = df.select(F.col(f"`{cfg.id_col}`").cast("string").alias(C.DOC_ID), F.col(f"`{cfg.text_col}`").alias(C.TEXT))
-    rows = rows.withColumn(C.CONTENT_HASH, F.sha2(F.col(C.TEXT), 256)).repartition(n, C.DOC_ID)
+    rows = rows.withColumn(C.CONTENT_HASH, F.sha2(F.col(C.TEXT), 256))
     first = F.row_number().over(Window.partitionBy(C.DOC_ID).orderBy(F.col(C.CONTENT_HASH).asc_nulls_last()))
     return rows.withColumn("_n", first).filter("_n = 1").drop("_n")
+
+
+def spread(spark, rows, cfg: ScoreConfig):
+    """Rows to score, dealt round-robin over ``cfg.partitions`` tasks. An explicit repartition(n) is
+    never coalesced by AQE, which would otherwise fold a small (in bytes) but compute-heavy input
+    into one task and leave the other cores idle."""
+    return rows.repartition(cfg.partitions or spark.sparkContext.defaultParallelism)
 
 
 def transform(rows, cfg: ScoreConfig, lineage: dict, keep: tuple[str, ...] = ()):
@@ -145,6 +159,7 @@ def ensure_output(spark, cfg: ScoreConfig) -> None:
 
 
 def lineage_for(cfg: ScoreConfig, model: tuple[str, str], version: int | None, record) -> dict:
+    """Lineage columns of every output row of this run: task, model (name, hash), input table + version, run."""
     return {C.TASK: cfg.task, C.MODEL_NAME: model[0], C.MODEL_HASH: model[1], C.INPUT_TABLE: cfg.input,
             C.INPUT_VERSION: version, C.RUN_ID: record.run_id,
             C.SCORED_AT: record.started_at.replace(tzinfo=None)}
@@ -156,7 +171,7 @@ def score_new(spark, rows, cfg: ScoreConfig, lineage: dict, counts: dict) -> Non
     from pyspark.sql import functions as F
 
     done = spark.read.format("delta").load(cfg.output).filter(F.col(C.MODEL_HASH) == lineage[C.MODEL_HASH])
-    todo = rows.join(done.select(C.DOC_ID), C.DOC_ID, "left_anti")
+    todo = spread(spark, rows.join(done.select(C.DOC_ID), C.DOC_ID, "left_anti"), cfg)
     scored = transform(todo, cfg, lineage).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         by_error = {bool(ok): n for ok, n in scored.groupBy(F.col(C.ERROR).isNull()).count().collect()}
@@ -172,6 +187,7 @@ def score_new(spark, rows, cfg: ScoreConfig, lineage: dict, counts: dict) -> Non
 
 
 def run(spark, cfg: ScoreConfig, record) -> None:
+    """The job body (``cli.run_job`` records it): check the model and tables, score, MERGE, count."""
     model = describe_model(cfg.model)
     version = table_version(spark, cfg.input)
     if version is None:
@@ -183,7 +199,7 @@ def run(spark, cfg: ScoreConfig, record) -> None:
     if cfg.stream:
         def each_batch(batch, epoch_id: int) -> None:
             counts["rows"] = counts.get("rows", 0) + batch.count()
-            score_new(spark, prepare(spark, batch, cfg), cfg, lineage, counts)
+            score_new(spark, prepare(batch, cfg), cfg, lineage, counts)
 
         source = spark.readStream.format("delta").load(cfg.input)
         query = (source.writeStream.foreachBatch(each_batch).option("checkpointLocation", cfg.checkpoint)
@@ -192,7 +208,7 @@ def run(spark, cfg: ScoreConfig, record) -> None:
     else:
         df = spark.read.format("delta").option("versionAsOf", version).load(cfg.input)
         counts["rows"] = df.count()
-        score_new(spark, prepare(spark, df, cfg), cfg, lineage, counts)
+        score_new(spark, prepare(df, cfg), cfg, lineage, counts)
     counts.setdefault("scored", 0)
     counts.setdefault("errors", 0)
     record.output_versions[cfg.output] = table_version(spark, cfg.output)
