@@ -228,8 +228,10 @@ def test_nightly_scores_only_new_and_changed_rows_even_run_twice_at_once(spark, 
             len(pdf) + 3, 3, 1, 4, len(pdf) - 1)
     winner, loser = sorted(runs[:2], key=lambda r: -r.counts["inserted"])
     assert (winner.counts["inserted"], winner.counts["updated"]) == (3, 1)  # written once, by one run
-    assert (loser.counts["inserted"], loser.counts["updated"], loser.counts["merge_retries"]) == (0, 0, 1)
-    assert len(calls) == 3  # the loser's MERGE conflicted and was retried once
+    assert (loser.counts["inserted"], loser.counts["updated"]) == (0, 0)
+    # normally the loser's MERGE conflicts and is retried once (it always did here); if it started
+    # only after the winner's commit, it found everything written and needed no retry
+    assert loser.counts["merge_retries"] == len(calls) - 2 <= 1 and winner.counts["merge_retries"] == 0
 
     out = spark.read.format("delta").load(out_path).toPandas().set_index(C.DOC_ID)
     assert out.index.is_unique and len(out) == len(pdf) + 3

@@ -274,3 +274,27 @@ def test_udf_factories_reject_unknown_options():
         S.make_score_udf("unused", temperature=0.5)
     with pytest.raises(ValueError, match="task must be one of"):
         S.make_task_udf("classify", "unused")
+
+
+# ----------------------------------------------------------------------------------------- MERGE retry
+
+
+def test_retry_on_conflict_retries_only_delta_conflicts():
+    from delta.exceptions import ConcurrentAppendException
+
+    from jobs.delta_io import retry_on_conflict
+
+    def failing(errors):
+        def write():
+            if errors:
+                raise errors.pop(0)
+            return "ok"
+
+        return write
+
+    conflict = ConcurrentAppendException("Files were added to the root of the table by a concurrent update")
+    assert retry_on_conflict(failing([conflict])) == ("ok", 1)
+    with pytest.raises(ConcurrentAppendException):  # a second conflict is the run's failure
+        retry_on_conflict(failing([conflict, conflict]))
+    with pytest.raises(ValueError, match="not a conflict"):  # anything else is never retried
+        retry_on_conflict(failing([ValueError("not a conflict"), conflict]))
