@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--seed", type=int, default=1337, help="init and data order (nanoGPT's fixed seed is 1337)")
     p.add_argument("--bias", action="store_true", help="biases in Linear/LayerNorm (nanoGPT's default is none)")
     p.add_argument("--cpu-bf16", action="store_true", help="experiment: bf16 autocast on CPU")
     p.add_argument("--fused-adamw", action="store_true", help="experiment: fused AdamW on CPU")
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_cfg = TrainConfig(
         batch_size=12, max_steps=args.max_steps, lr=1e-3, min_lr=1e-4, warmup_steps=100,
         lr_decay_steps=args.lr_decay_steps, eval_every=args.eval_every, eval_steps=20, ckpt_every=args.max_steps,
-        log_every=args.log_every, threads=args.threads, device="cpu",
+        log_every=args.log_every, threads=args.threads, device="cpu", seed=args.seed,
     )  # fmt: skip
     t0 = time.monotonic()
     result = train(model_cfg, train_cfg, train_src, val_src, args.out, resume=False, progress=not args.no_progress)
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
         "lr_decay_steps": args.lr_decay_steps,
         "threads": args.threads,
         "bias": args.bias,
+        "seed": args.seed,
         "cpu_bf16": args.cpu_bf16,
         "fused_adamw": args.fused_adamw,
         "wall_s": wall,  # train() call: model build, evaluations, checkpoint and plot included
