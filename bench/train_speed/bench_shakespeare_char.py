@@ -71,7 +71,11 @@ def patch_fused_adamw() -> None:
     @functools.wraps(configure)
     def fused(self, *args, **kwargs):
         opt = configure(self, *args, **kwargs)
-        return torch.optim.AdamW(opt.param_groups, fused=True)
+        # fresh groups: the old ones carry "fused": None, which would override fused=True
+        groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in opt.param_groups]
+        fused_opt = torch.optim.AdamW(groups, lr=opt.defaults["lr"], betas=opt.defaults["betas"], fused=True)
+        assert all(g["fused"] for g in fused_opt.param_groups)
+        return fused_opt
 
     GPT.configure_optimizers = fused
 

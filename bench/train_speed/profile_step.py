@@ -1,0 +1,106 @@
+"""Where one training step of the CPU baby GPT goes: forward, backward, clipping, AdamW; and two CPU settings.
+
+    OMP_NUM_THREADS=1 python bench/train_speed/profile_step.py [--steps 40] [--table]
+
+Builds the recipe's model (4 layers, 4 heads, 128 dims, block 64, batch 12, no biases, vocab 67) and
+times the phases of the same step ``model.train`` takes (random ids; speed does not depend on them),
+for: float32 with the trainer's AdamW (``fused`` off on CPU), float32 with ``fused=True`` AdamW, and
+bf16 autocast + fused AdamW. Variants run interleaved, ``--rounds`` times, one thread.
+``--table`` adds a ``torch.profiler`` table of the float32 step (top ops by self time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+
+import torch
+
+from model.config import GPTConfig
+from model.gpt import GPT
+
+VARIANTS = {
+    "fp32, AdamW as in the trainer": (False, False),
+    "fp32, fused AdamW": (False, True),
+    "bf16 autocast, fused AdamW": (True, True),
+}
+
+
+def build(fused: bool) -> tuple[GPT, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=67, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=False))
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99), "cpu")
+    if fused:
+        # fresh groups: the old ones carry "fused": None, which would override fused=True
+        groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in opt.param_groups]
+        opt = torch.optim.AdamW(groups, lr=opt.defaults["lr"], betas=opt.defaults["betas"], fused=True)
+    return model, opt
+
+
+def time_steps(bf16: bool, fused: bool, steps: int, warmup: int = 8) -> dict[str, float]:
+    """Median ms per phase over ``steps`` steps after ``warmup``."""
+    model, opt = build(fused)
+    x, y = torch.randint(0, 65, (12, 64)), torch.randint(0, 65, (12, 64))
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    phases: dict[str, list[float]] = {"forward": [], "backward": [], "clip": [], "adamw": [], "step": []}
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        with ctx():
+            _, loss = model(x, y)
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        t3 = time.perf_counter()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        t4 = time.perf_counter()
+        if i >= warmup:
+            for k, v in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
+                phases[k].append(1000 * v)
+    return {k: statistics.median(v) for k, v in phases.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--table", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    results: dict[str, list[dict[str, float]]] = {k: [] for k in VARIANTS}
+    for _ in range(args.rounds):
+        for name, (bf16, fused) in VARIANTS.items():
+            results[name].append(time_steps(bf16, fused, args.steps))
+    base = statistics.fmean(r["step"] for r in results[next(iter(VARIANTS))])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print("median ms per phase (mean over rounds)")
+    for name, rs in results.items():
+        m = {k: statistics.fmean(r[k] for r in rs) for k in rs[0]}
+        cells = "  ".join(f"{k} {v:6.2f}" for k, v in m.items())
+        print(f"{name:32s} {cells}  speed-up {base / m['step']:.2f}x")
+    if args.table:
+        from torch.profiler import ProfilerActivity, profile
+
+        model, opt = build(False)
+        x, y = torch.randint(0, 65, (12, 64)), torch.randint(0, 65, (12, 64))
+
+        def step() -> None:
+            _, loss = model(x, y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        for _ in range(8):
+            step()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(args.steps):
+                step()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
+if __name__ == "__main__":
+    main()
