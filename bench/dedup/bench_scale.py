@@ -117,6 +117,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--docs", type=int, default=100_000)
     p.add_argument("--driver-memory", default="1g")
+    p.add_argument("--conf", action="append", default=[], help="extra KEY=VALUE Spark settings for the job")
     p.add_argument("--data", type=Path, default=common.DATA)
     p.add_argument("--work", help="scratch folder (default: a temp dir, removed unless --keep)")
     p.add_argument("--keep", action="store_true")
@@ -137,8 +138,9 @@ def main() -> None:
                                                                      str(work / "silver"))
     subprocess.run([sys.executable, "-c", conv], env=env, check=True, capture_output=True)
     lake = work / "lake"
+    extra = [x for kv in args.conf for x in ("--conf", kv)]
     cmd = [sys.executable, str(HERE / "run_dedup_conf.py"), "--conf", f"spark.driver.memory={args.driver_memory}",
-           "--", "--input", str(work / "silver"), "--lake", str(lake), "--clusters", str(lake / "clusters")]
+           *extra, "--", "--input", str(work / "silver"), "--lake", str(lake), "--clusters", str(lake / "clusters")]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sampler = Sampler(proc.pid)
@@ -157,7 +159,7 @@ def main() -> None:
     sampler.join()
     job = next((json.loads(x) for x in reversed(lines) if x.startswith("{")), {})
     peak = {k: round(v / 2**20) for k, v in sampler.peak.items()}
-    res = {"rc": rc, "wall_s": round(wall, 1), "docs": args.docs, "corpus": info, "jsonl_mib": round(mb),
+    res = {"rc": rc, "wall_s": round(wall, 1), "docs": args.docs, "conf": args.conf, "corpus": info, "jsonl_mib": round(mb),
            "peak_rss_mib": peak, "job": job}
     print(json.dumps(res, indent=1))
     if args.json:
