@@ -37,6 +37,15 @@ def ensure_table(spark, path: str, schema, partition_by: list[str] | None = None
     return builder.execute()
 
 
+def _key_condition(keys: list[str]):
+    """Null-safe equality of target ``t`` and source ``s`` on every key column, for MERGE."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    return reduce(lambda a, b: a & b, [F.col(f"t.`{k}`").eqNullSafe(F.col(f"s.`{k}`")) for k in keys])
+
+
 def merge_insert_new(spark, path: str, df, keys: list[str]) -> dict[str, int]:
     """Insert the rows of ``df`` whose ``keys`` are not yet in the table; change nothing else.
 
@@ -57,10 +66,7 @@ def merge_insert_new(spark, path: str, df, keys: list[str]) -> dict[str, int]:
 
     target = DeltaTable.forPath(spark, path)
     before = table_version(spark, path)
-    cond = None
-    for k in keys:
-        c = F.col(f"t.`{k}`").eqNullSafe(F.col(f"s.`{k}`"))
-        cond = c if cond is None else cond & c
+    cond = _key_condition(keys)
     target.alias("t").merge(df.alias("s"), cond).whenNotMatchedInsertAll().execute()
     if table_version(spark, path) == before:  # a MERGE that changes nothing commits nothing
         return {"inserted": 0}
@@ -130,10 +136,7 @@ def merge_upsert_changed(spark, path: str, df, keys: list[str], version_col: str
 
     target = DeltaTable.forPath(spark, path)
     before = table_version(spark, path)
-    cond = None
-    for k in keys:
-        c = F.col(f"t.`{k}`").eqNullSafe(F.col(f"s.`{k}`"))
-        cond = c if cond is None else cond & c
+    cond = _key_condition(keys)
     changed = ~F.col(f"t.`{version_col}`").eqNullSafe(F.col(f"s.`{version_col}`"))
     (target.alias("t").merge(df.alias("s"), cond)
      .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll().execute())
