@@ -62,7 +62,6 @@ def merge_insert_new(spark, path: str, df, keys: list[str]) -> dict[str, int]:
         ``{"inserted": n}`` read from Delta's commit metrics.
     """
     from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
 
     target = DeltaTable.forPath(spark, path)
     before = table_version(spark, path)
