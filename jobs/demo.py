@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from jobs import build_dataset, cli, curate, dedup, ingest, report, score, train
+from jobs import build_dataset, cli, curate, dedup, ingest, report, score, stats, train
 from jobs.lake import table_path
 from jobs.spark import get_spark
 
@@ -38,7 +38,7 @@ def summarize(spark, lake: str) -> None:
     from delta.tables import DeltaTable
 
     print("\n=== summary ===")
-    for name in ("bronze", "quarantine", "silver", "rejected", "gold", "tokens", "scores", "runs"):
+    for name in ("bronze", "quarantine", "silver", "rejected", "gold", "tokens", "scores", "stats", "runs"):
         path = table_path(lake, name)
         if DeltaTable.isDeltaTable(spark, path):
             df = spark.read.format("delta").load(path)
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                ["--input", str(path), "--format", "jsonl", "--lake", lake, "--source", path.stem])
     _stage("curate", curate.main, ["--lake", lake, "--config", str(CONFIG_DIR / "demo_curation.json")])
     _stage("dedup", dedup.main, ["--lake", lake, "--clusters", str(Path(lake) / "clusters")])
+    _stage("stats", stats.main, ["--lake", lake])
     tok_dir = str(Path(lake) / "_artifacts" / "tokenizer")
     _stage("build_dataset", build_dataset.main,
            ["--lake", lake, "--tokenizer-out", tok_dir, "--vocab-size", "4096", "--block-size", "128",

@@ -10,6 +10,7 @@ Every job takes explicit table paths; ``--lake`` only supplies their defaults:
     DIR/tokens      packed token windows for training (jobs/build_dataset.py)
     DIR/scores      model outputs per document (jobs/score.py)
     DIR/runs        one row per job run: arguments, counts, table versions, status
+    DIR/stats       per-stage funnel: in, kept, dropped per reason (jobs/stats.py)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import re
 
 DEFAULT_LAKE = "lake"
-TABLES = ("bronze", "quarantine", "silver", "rejected", "gold", "tokens", "scores", "runs")
+TABLES = ("bronze", "quarantine", "silver", "rejected", "gold", "tokens", "scores", "runs", "stats")
 
 # Paths reach Spark and Delta only as reader/writer arguments, never inside SQL text; this check
 # still refuses characters that have no business in a table path (quotes, backticks, newlines,

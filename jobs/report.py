@@ -81,6 +81,20 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
         _plot_bars([n for n, _ in stages], [c for _, c in stages], "documents per stage", Path(out, "funnel.png"), False)
         md += ["", "![funnel](funnel.png)", ""]
 
+    # --- per stage: in / kept / dropped from the jobs' recorded counts (jobs/stats.py)
+    if _exists(spark, table_path(lake, "runs")):
+        from jobs.stats import collect_counts, funnel_rows, plot_funnel
+
+        stage_rows = funnel_rows(*collect_counts(spark, table_path(lake, "runs")))
+        if stage_rows:
+            md += ["## Funnel per stage", "", "| job | stage | in | kept | dropped | top reasons |",
+                   "|---|---|---|---|---|---|"]
+            for r in stage_rows:
+                top = ", ".join(f"{k} {v}" for k, v in sorted(r["reasons"].items(), key=lambda kv: -kv[1])[:3])
+                md.append(f"| {r['job']} | {r['stage']} | {r['in']} | {r['kept']} | {r['dropped']} | {top} |")
+            plot_funnel(stage_rows, str(Path(out, "funnel_stages.png")))
+            md += ["", "![funnel per stage](funnel_stages.png)", ""]
+
     # --- drop reasons (quarantine + rejected)
     reasons = []
     for name, col in (("quarantine", "reason"), ("rejected", "drop_reason")):

@@ -50,3 +50,23 @@ def test_unknown_config_key_is_a_usage_error(spark, bronze, tmp_path):
     bad.write_text(json.dumps({"gopher_quality": {"min_doc_wordz": 3}}))
     assert curate.main(["--lake", str(tmp_path), "--input", str(root / "bronze"), "--config", str(bad)]) == 2
     assert not (tmp_path / "silver").exists()
+
+
+def test_stats_job_funnel_matches_the_tables(spark, bronze, tmp_path):
+    from jobs import stats
+
+    root, rows = bronze
+    lake = tmp_path / "lake"
+    assert curate.main(["--input", str(root / "bronze"), "--lake", str(lake)]) == 0
+    png = tmp_path / "funnel.png"
+    assert stats.main(["--lake", str(lake), "--png", str(png)]) == 0
+    table = spark.read.format("delta").load(str(lake / "stats")).orderBy("step").collect()
+    curate_rows = [r for r in table if r.job == "curate"]
+    assert curate_rows[0]["in"] == len(rows)
+    assert curate_rows[-1].kept == spark.read.format("delta").load(str(lake / "silver")).count()
+    rejected = {r.drop_reason: r["count"] for r in
+                spark.read.format("delta").load(str(lake / "rejected")).groupBy("drop_reason").count().collect()}
+    assert {k: v for r in curate_rows for k, v in r.reasons.items()} == rejected
+    for r in table:
+        assert r["in"] == r.kept + r.dropped
+    assert png.read_bytes()[:4] == b"\x89PNG"
