@@ -65,13 +65,15 @@ def minhash_config(cfg: DedupConfig):
     return MinHashConfig(n_grams=cfg.ngram, num_perm=bands * rows, bands=bands, rows=rows)
 
 
-def transform(docs, existing, cfg: DedupConfig, mh_cfg, checkpoint: bool = True):
+def transform(docs, existing, cfg: DedupConfig, mh_cfg, checkpoint: bool = True, materialize=None):
     """Return ``(labelled, iterations)``: every input doc with ``drop_reason``, ``duplicate_of``,
     ``cluster_id``, ``cluster_size`` and the columns gold stores (``norm_hash``, MinHash).
 
     ``existing`` is None or a DataFrame of (doc_id, norm_hash, minhash_signature, minhash_bands) of
     documents already in gold: they take part in matching and win representative choice but are
-    not part of the output.
+    not part of the output. ``materialize`` (DataFrame -> DataFrame, default: identity) is applied
+    to the MinHash signatures, which both the LSH graph and the output read: the job passes a
+    stage-to-disk function so signatures are computed once and never cached on the heap.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -92,6 +94,8 @@ def transform(docs, existing, cfg: DedupConfig, mh_cfg, checkpoint: bool = True)
 
     # --- fuzzy: MinHash + LSH star edges + verification, on exact representatives only
     mh = reps.select(C.DOC_ID, make_minhash_udf(mh_cfg)(C.TEXT).alias("m")).select(C.DOC_ID, "m.*")
+    if materialize is not None:
+        mh = materialize(mh)
     nodes = mh.select(C.DOC_ID, "minhash_signature", "minhash_bands", F.lit(False).alias("_existing"),
                       F.col("minhash_flag"))
     if existing is not None:
@@ -133,8 +137,6 @@ def transform(docs, existing, cfg: DedupConfig, mh_cfg, checkpoint: bool = True)
 
 
 def run(spark, cfg: DedupConfig, record) -> None:
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
 
     version = table_version(spark, cfg.input)
     if version is None:
@@ -156,9 +158,35 @@ def run(spark, cfg: DedupConfig, record) -> None:
         existing = gold.select(C.DOC_ID, C.TEXT, "norm_hash", "minhash_signature", "minhash_bands")
         docs = docs.join(existing.select(C.DOC_ID), C.DOC_ID, "left_anti")  # already in gold: not new
     mh_cfg = minhash_config(cfg)
-    spark.sparkContext.setCheckpointDir(cfg.checkpoint_dir or cfg.output.rstrip("/") + "_checkpoints")
-    labelled, iterations = transform(docs, existing, cfg, mh_cfg)
-    labelled = labelled.persist(StorageLevel.MEMORY_AND_DISK)
+    checkpoint_dir = cfg.checkpoint_dir or cfg.output.rstrip("/") + "_checkpoints"
+    spark.sparkContext.setCheckpointDir(checkpoint_dir)
+    # Intermediate results are staged as Parquet under the checkpoint folder, not cached: a heap
+    # cache of the wide rows (text + 112 signature values) needs driver memory that grows with the
+    # corpus in local mode (OOM at 300k documents with 1 GiB), while a staged file streams.
+    staging = f"{checkpoint_dir.rstrip('/')}/staging-{record.run_id}"
+
+    def stage(df, name):
+        df.write.mode("overwrite").parquet(f"{staging}/{name}")
+        return spark.read.parquet(f"{staging}/{name}")
+
+    try:
+        _write_outputs(spark, cfg, docs, existing, mh_cfg, stage, record)
+    finally:
+        _delete_path(spark, staging)
+
+
+def _delete_path(spark, path: str) -> None:
+    """Recursively delete ``path`` through Hadoop's FileSystem (local, HDFS or object stores)."""
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(hpath, True)
+
+
+def _write_outputs(spark, cfg: DedupConfig, docs, existing, mh_cfg, stage, record) -> None:
+    from pyspark.sql import functions as F
+
+    labelled, iterations = transform(docs, existing, cfg, mh_cfg, materialize=lambda df: stage(df, "minhash"))
+    labelled = stage(labelled, "labelled")
 
     counts = {r[0]: r[1] for r in labelled.groupBy(C.DROP_REASON).count().collect()}
     kept = labelled.filter(F.col(C.DROP_REASON).isNull()).drop(C.DROP_REASON, "duplicate_of", "cluster_id", "cluster_size")
@@ -175,7 +203,6 @@ def run(spark, cfg: DedupConfig, record) -> None:
     if cfg.clusters:
         (labelled.select(C.DOC_ID, "cluster_id", "cluster_size", C.DROP_REASON, "duplicate_of")
          .write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(cfg.clusters))
-    labelled.unpersist()
 
     total = sum(counts.values())
     record.counts.update(total=total, kept=counts.get(None, 0), written=n_kept,

@@ -135,8 +135,8 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
         md += ["| | train | val |", "|---|---|---|"]
         for key in ("docs", "tokens", "windows", "tail_tokens"):
             md.append(f"| {key} | {meta[key].get('train', 0)} | {meta[key].get('val', 0)} |")
-        md += ["", f"Tokenizer sha256 `{meta['tokenizer_sha256'][:16]}...`, vocab {meta['vocab_size']}, block "
-               f"{meta['block_size']}, {meta['bytes_per_token']:.2f} bytes/token, gold version {meta['input_version']}."]
+        md += ["", (f"Tokenizer sha256 `{meta['tokenizer_sha256'][:16]}...`, vocab {meta['vocab_size']}, block "
+               f"{meta['block_size']}, {meta['bytes_per_token']:.2f} bytes/token, gold version {meta['input_version']}.")]
     else:
         md += ["build_dataset has not run yet."]
     md += [""]
@@ -147,9 +147,9 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
     if run is not None:
         extra = json.loads(run.extra)
         metrics = extra.get("metrics", {})
-        md += [f"Artifact `{extra.get('artifact')}` (hash `{extra.get('model_hash', '')[:16]}...`): "
+        md += [(f"Artifact `{extra.get('artifact')}` (hash `{extra.get('model_hash', '')[:16]}...`): "
                f"{metrics.get('step')} steps, {metrics.get('n_params')} parameters, val loss "
-               f"{metrics.get('val_loss'):.3f} nats/token, {metrics.get('val_bpb'):.3f} bits/byte."]
+               f"{metrics.get('val_loss'):.3f} nats/token, {metrics.get('val_bpb'):.3f} bits/byte.")]
         curve = extra.get("loss_curve.png")
         if curve and os.path.exists(curve):
             shutil.copy(curve, Path(out, "loss_curve.png"))
@@ -182,13 +182,13 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
                 fig.tight_layout()
                 fig.savefig(Path(out, "scores_hist.png"), dpi=100)
                 plt.close(fig)
-                md += ["", "![scores](scores_hist.png)", "", "Median perplexity "
-                       f"{float(np.median(vals)):.1f}; lowest and highest:", ""]
+                md += ["", "![scores](scores_hist.png)", "", ("Median perplexity "
+                       f"{float(np.median(vals)):.1f}; lowest and highest:"), ""]
                 ordered = sdf.filter("perplexity IS NOT NULL").orderBy("perplexity")
                 for label, rows in (("lowest", ordered.limit(3).collect()),
                                     ("highest", ordered.orderBy(F.desc("perplexity")).limit(3).collect())):
                     md += [f"- {label}: " + ", ".join(f"`{r.doc_id}` ({r.perplexity:.1f})" for r in rows)]
-        md += [f"", f"Lineage columns: {', '.join(c for c in sdf.columns if c in ('model_hash', 'input_version', 'run_id'))}."]
+        md += ["", f"Lineage columns: {', '.join(c for c in sdf.columns if c in ('model_hash', 'input_version', 'run_id'))}."]
     else:
         md += ["score has not run yet."]
     md += [""]
@@ -208,7 +208,7 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
                                          eos_id=art.tokenizer.eos_id)
             text = art.tokenizer.decode(out_ids[0].tolist(), skip_special=True)
             md += [f"- `{prompt}` → {json.dumps(text)}"]
-        md += ["", f"## Lineage", "", f"- artifact: `{artifact}` hash `{art.hash}`",
+        md += ["", "## Lineage", "", f"- artifact: `{artifact}` hash `{art.hash}`",
                f"- trained on `{art.metadata['lineage']['data']}` version {art.metadata['lineage']['data_version']}"]
     else:
         md += ["no artifact yet."]

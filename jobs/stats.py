@@ -18,7 +18,6 @@ import logging
 import sys
 
 from jobs import cli
-from jobs.lake import table_path
 
 log = logging.getLogger("jobs.stats")
 

@@ -40,6 +40,51 @@ def test_curate_survives_a_killed_python_worker(spark, tmp_path):
     assert n_silver + n_rejected == len(rows)  # no duplicates, nothing lost
 
 
+SCORE_EXACT = ["doc_id", "content_hash", "n_tokens", "n_windows", "error", "task", "model_name", "model_hash",
+               "input_table", "input_version"]
+SCORE_FLOATS = ["sum_logprob", "mean_nll", "perplexity", "bits_per_byte"]
+
+
+def _score_rows(spark, path):
+    """Output rows of a score run without the per-run columns (run_id, scored_at), sorted by doc_id."""
+    return [r.asDict() for r in spark.read.format("delta").load(str(path)).orderBy("doc_id").collect()]
+
+
+def _hash_rows(rows, cols):
+    return hashlib.sha256(json.dumps([[r[c] for c in cols] for r in rows], default=str).encode()).hexdigest()
+
+
+def test_score_survives_a_killed_python_worker(spark, tmp_path):
+    from tests.tiny_model import corpus_text, save_tiny_artifact
+
+    text = corpus_text()
+    docs = [(f"s{i:03d}", text[i * 23 : i * 23 + 5 + (i * 17) % 90]) for i in range(60)]
+    gold = str(tmp_path / "gold")
+    spark.createDataFrame(docs, "doc_id string, text string").repartition(3).write.format("delta").save(gold)
+    model = tmp_path / "model"
+    save_tiny_artifact(model, seed=3)
+    markers = tmp_path / "markers"
+    results = {}
+    for name, env in (("clean", {}), ("faulty", {"LAKELM_FAULT_KILL_PARTITION": "1",
+                                                 "LAKELM_FAULT_MARKER_DIR": str(markers)})):
+        lake = tmp_path / name
+        proc = spark_submit("local[2,3]", "jobs/score.py", "--lake", str(lake), "--input", gold, "--model",
+                            str(model), "--token-budget", "64", "--max-rows", "4",
+                            env={**env, "OMP_NUM_THREADS": "1"})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[name] = _score_rows(spark, lake / "scores")
+    killed = sorted(p.name for p in markers.iterdir())
+    assert killed and all(k.startswith("score-") for k in killed), killed  # the worker really was killed
+    clean, faulty = results["clean"], results["faulty"]
+    assert len(faulty) == len(clean) == len(docs)
+    assert len({r["doc_id"] for r in faulty}) == len(docs)  # no duplicate ids
+    assert _hash_rows(faulty, SCORE_EXACT) == _hash_rows(clean, SCORE_EXACT)
+    for col in SCORE_FLOATS:  # same rows, same batches: equal up to float summation order
+        for a, b in zip(clean, faulty):
+            assert a[col] == pytest.approx(b[col], rel=1e-6, abs=1e-6), (col, a["doc_id"])
+    assert sum(r["error"] is None for r in faulty) == len(docs)
+
+
 def test_training_killed_and_resumed_matches_uninterrupted(spark, tmp_path):
     from jobs import build_dataset
     from model.artifact import load_artifact
