@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "tokenizers>=0.20",
     "safetensors>=0.4",
     "xxhash>=3.4",
+    "numba>=0.59",  # compiled MinHash kernels (udfs/curation/_minhash_kernels.py); numpy fallback without it
     "matplotlib>=3.8",
     "tqdm>=4.66",
     "langid>=1.1.6",  # language ID whose model ships inside the package: nothing downloads at run time

@@ -3,7 +3,10 @@ cluster (a master and a worker started on 127.0.0.1 from the pyspark install).""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -27,10 +30,16 @@ def _env() -> dict:
     return env
 
 
-def spark_submit(master: str, script: str, *args: str, timeout: int = 300, env: dict | None = None
-                 ) -> subprocess.CompletedProcess:
-    cmd = [str(BIN / "spark-submit"), "--master", master, "--properties-file", str(REPO / "spark-defaults.conf"),
-           "--driver-memory", "1g", str(REPO / script), *args]
+def submit_cmd(master: str, script: str, *args: str, conf: dict | None = None) -> list[str]:
+    """The spark-submit command line for ``script`` (1 GiB driver, the repository's defaults, ``--conf``s)."""
+    confs = [a for k, v in (conf or {}).items() for a in ("--conf", f"{k}={v}")]
+    return [str(BIN / "spark-submit"), "--master", master, "--properties-file", str(REPO / "spark-defaults.conf"),
+            "--driver-memory", "1g", *confs, str(REPO / script), *args]
+
+
+def spark_submit(master: str, script: str, *args: str, timeout: int = 300, env: dict | None = None,
+                 conf: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = submit_cmd(master, script, *args, conf=conf)
     return subprocess.run(cmd, cwd=REPO, env={**_env(), **(env or {})}, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -105,3 +114,72 @@ def test_ingest_on_standalone_cluster(spark, tmp_path, standalone_cluster):
     assert (tmp_path / "worker").is_dir() and any((tmp_path / "worker").iterdir())
     bronze = tmp_path / "lake" / "bronze"
     assert _count_rows(spark, bronze) + _count_rows(spark, tmp_path / "lake" / "quarantine") == 80
+
+
+def _proc_info(pid: str) -> tuple[str, int, str] | None:
+    """(cmdline, parent pid, cwd) of a live process, or None when it is gone or not ours to read."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        return cmdline, ppid, os.readlink(f"/proc/{pid}/cwd")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _executors_with_python(worker_dir: Path) -> list[int]:
+    """Executor JVMs of *this* worker (their working folder is under ``worker_dir``) that have a Python
+    worker child, i.e. that are running a Python UDF task right now."""
+    procs = {pid: info for pid in os.listdir("/proc") if pid.isdigit() and (info := _proc_info(pid))}
+    executors = {int(pid) for pid, (cmd, _, cwd) in procs.items()
+                 if "CoarseGrainedExecutorBackend" in cmd and cwd.startswith(str(worker_dir))}
+    return sorted({ppid for cmd, ppid, _ in procs.values() if ppid in executors and "python" in cmd})
+
+
+def _delta_hash(spark, path, cols) -> tuple[int, str]:
+    rows = spark.read.format("delta").load(str(path)).select(*cols).orderBy(*cols).collect()
+    return len(rows), hashlib.sha256(json.dumps([list(r) for r in rows], default=str).encode()).hexdigest()
+
+
+def test_curate_survives_a_killed_executor_on_standalone_cluster(spark, tmp_path, standalone_cluster):
+    """SIGKILL the worker's executor JVM while it runs the curation UDF: the worker launches a new
+    executor, Spark reruns the lost tasks (and any lost shuffle output), and the output equals a clean run's."""
+    from jobs import curate
+
+    url, logs = standalone_cluster
+    src = [json.loads(line) for line in (DATA / "cc2019_slice.jsonl").read_text().splitlines()]
+    rows = [(f"{r['id']}-{k}", r["text"]) for k in range(5) for r in src]  # 400 docs: ~tens of seconds on 1 core
+    bronze = str(tmp_path / "bronze")
+    spark.createDataFrame(rows, "doc_id string, text string").repartition(4).write.format("delta").save(bronze)
+
+    assert curate.main(["--input", bronze, "--lake", str(tmp_path / "clean")]) == 0  # the reference run
+
+    lake = tmp_path / "faulty"
+    cmd = submit_cmd(url, "jobs/curate.py", "--input", bronze, "--lake", str(lake),
+                     conf={"spark.task.maxFailures": "4", "spark.executor.memory": "768m"})
+    out_file = tmp_path / "submit.log"
+    with open(out_file, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline, killed = time.monotonic() + 150, None
+        while killed is None:
+            assert proc.poll() is None, "job ended before its executor ran Python:\n" + out_file.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no executor ran Python in time:\n" + out_file.read_text()[-3000:]
+            busy = _executors_with_python(tmp_path / "worker")
+            if busy:
+                time.sleep(0.5)  # let the UDF tasks get going
+                if proc.poll() is None:
+                    killed = busy[0]
+                    os.kill(killed, signal.SIGKILL)  # the executor JVM, mid-stage
+            time.sleep(0.1)
+        code = proc.wait(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, out_file.read_text()[-3000:]
+    worker_log = (logs / "worker.out").read_text()
+    launches = [line for line in worker_log.splitlines() if "Asked to launch executor" in line]
+    assert len(launches) >= 2, worker_log[-3000:]  # the killed executor was replaced
+    for table, cols in (("silver", ["doc_id", "text"]), ("rejected", ["doc_id", "drop_reason"])):
+        assert _delta_hash(spark, lake / table, cols) == _delta_hash(spark, tmp_path / "clean" / table, cols), table
+    n_silver = _count_rows(spark, lake / "silver")
+    assert n_silver + _count_rows(spark, lake / "rejected") == len(rows)  # nothing lost, no duplicates

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -192,3 +193,33 @@ def test_deterministic_across_processes():
     df = minhash_batch(pd.Series(["the same text in every process, with several words in it"]))
     outputs.add(f"{df['minhash_signature'][0][:8].tolist()} {df['minhash_bands'][0][:4].tolist()}\n")
     assert len(outputs) == 1, outputs
+
+
+# --- compiled kernels (numba) against the numpy + xxhash reference path -----------------------------------------
+
+def test_kernel_xxh64_equals_xxhash_for_every_length():
+    kernels = pytest.importorskip("udfs.curation._minhash_kernels")
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, size=300, dtype=np.uint8)
+    for start in (0, 3):
+        for end in range(start, 140):  # covers < 4, < 8, < 32 and several 32-byte stripes plus tails
+            assert kernels.xxh64(data, start, end) == xxhash.xxh64_intdigest(data[start:end].tobytes())
+
+
+def test_kernels_match_the_reference_path_on_real_text():
+    pytest.importorskip("udfs.curation._minhash_kernels")
+    root = Path(__file__).resolve().parents[1] / "data"
+    texts = [line for p in sorted(root.glob("*.jsonl")) for line in p.read_text(encoding="utf-8").splitlines()]
+    texts = [json.loads(t).get("text") for t in texts][:300]
+    texts += [None, "", "   ", "one", "one two three four", "one two three four five", "Ünïcödé wörds hère " * 30,
+              "x " * 5000]
+    for n_grams in (1, 3, 5):
+        cfg = MinHashConfig(n_grams=n_grams)
+        fast, ref = minhash_batch(texts, cfg), minhash_batch(texts, cfg, use_kernels=False)
+        assert len(fast) == len(texts)
+        for a, b in zip(fast.minhash_signature, ref.minhash_signature):
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(fast.minhash_bands, ref.minhash_bands):
+            np.testing.assert_array_equal(a, b)
+        assert fast.minhash_flag.tolist() == ref.minhash_flag.tolist()
+        np.testing.assert_array_equal(fast.minhash_n_shingles.values, ref.minhash_n_shingles.values)

@@ -104,8 +104,11 @@ class MinHashConfig:
 # --------------------------------------------------------------------------------------------------------------
 
 _NUMBER_RE = re.compile(r"\d+(?:[.,،٫⎖⎗⎘]\d+)?")  # str patterns: \d is any Unicode decimal digit (Nd)
-_PUNCT_TO_SPACE = str.maketrans(PUNCTUATION_CHARS, " " * len(PUNCTUATION_CHARS))
-_WHITESPACE_RE = re.compile(r"\s+")
+_PUNCT = re.escape(PUNCTUATION_CHARS)
+# Punctuation -> space, then whitespace runs -> one space, in one regex pass: every maximal run of
+# whitespace/punctuation becomes " ". A lone " " (most separators) is left unmatched, so it costs
+# no replacement: the pattern matches a run that starts with any other separator, or " " plus more.
+_SEPARATORS_RE = re.compile(f"(?:[^\\S ]|[{_PUNCT}])[\\s{_PUNCT}]*| [\\s{_PUNCT}]+")
 
 
 @functools.lru_cache(maxsize=1)
@@ -126,10 +129,8 @@ def simplify_text(text: str) -> str:
         >>> simplify_text("Café  No. 42, opened 3.5 years ago!")
         'cafe no 0 opened 0 years ago'
     """
-    text = text.lower()
-    text = _NUMBER_RE.sub("0", text)
-    text = text.translate(_PUNCT_TO_SPACE)
-    text = _WHITESPACE_RE.sub(" ", text.strip())
+    text = _NUMBER_RE.sub("0", text.lower())
+    text = _SEPARATORS_RE.sub(" ", text)
     if not text.isascii():
         text = _combining_marks_re().sub("", unicodedata.normalize("NFD", text))
     return text.strip()
@@ -220,6 +221,16 @@ def estimate_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
 # --------------------------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
+def _kernels():
+    """The compiled kernels module (udfs/curation/_minhash_kernels.py), or None without numba."""
+    try:
+        from udfs.curation import _minhash_kernels
+    except ImportError:  # numba missing: the numpy + xxhash reference path computes the same values
+        return None
+    return _minhash_kernels
+
+
 @functools.lru_cache(maxsize=16)
 def _permutation_params(num_perm: int, precision: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(a, b) of the universal hash functions, each (num_perm,) uint64; a in [1, p), b in [0, p)."""
@@ -284,7 +295,9 @@ def _permute(x: np.ndarray, a: np.ndarray, b: np.ndarray, precision: int) -> np.
     return (a * x + b) % np.uint64(PRIME_32)  # a, x < 2^32 - 5, so a*x + b < 2^64: no wrap
 
 
-def minhash_signatures(hashes: np.ndarray, offsets: np.ndarray, cfg: MinHashConfig = MinHashConfig()) -> np.ndarray:
+def minhash_signatures(
+    hashes: np.ndarray, offsets: np.ndarray, cfg: MinHashConfig = MinHashConfig(), use_kernels: bool = True
+) -> np.ndarray:
     """MinHash signatures of many documents from their concatenated shingle hashes.
 
     Args:
@@ -292,6 +305,8 @@ def minhash_signatures(hashes: np.ndarray, offsets: np.ndarray, cfg: MinHashConf
         offsets: int64 (n_docs + 1,) start of each document in ``hashes`` plus the total S; document i owns
             ``hashes[offsets[i]:offsets[i + 1]]``. Documents without shingles get ``signature_max``.
         cfg: num_perm, precision, seed, chunk size.
+        use_kernels: use the compiled kernel when numba is installed (precision 64); False forces the numpy
+            reference path (same values; the tests compare the two).
 
     Returns:
         (n_docs, num_perm) uint64 (precision 64) or uint32 (precision 32).
@@ -302,6 +317,10 @@ def minhash_signatures(hashes: np.ndarray, offsets: np.ndarray, cfg: MinHashConf
     p = np.uint64(MERSENNE_61 if cfg.precision == 64 else PRIME_32)
     out = np.full((n_docs, cfg.num_perm), np.iinfo(np.uint64).max, dtype=np.uint64)
     x_all = np.asarray(hashes, dtype=np.uint64) % p  # (S,) reduce once: x < p
+    kernels = _kernels() if use_kernels else None
+    if kernels is not None and cfg.precision == 64:
+        kernels.signatures_m61(x_all, offsets, a & _MASK32, a >> _U32, b, out)
+        return out
     a2, b2 = a[None, :], b[None, :]  # (1, P)
     counts = np.diff(offsets)
     nonempty = np.flatnonzero(counts > 0)
@@ -363,12 +382,16 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
-def minhash_batch(texts: pd.Series | Sequence[str | None], cfg: MinHashConfig = MinHashConfig()) -> pd.DataFrame:
+def minhash_batch(
+    texts: pd.Series | Sequence[str | None], cfg: MinHashConfig = MinHashConfig(), use_kernels: bool = True
+) -> pd.DataFrame:
     """Signatures, band hashes and flags for a batch of texts (what the Spark pandas UDF calls).
 
     Args:
         texts: (n,) documents; None counts as empty.
         cfg: the MinHash config.
+        use_kernels: shingle, hash and permute with the compiled kernels when numba is installed; False forces
+            the numpy + xxhash reference path (identical output).
 
     Returns:
         DataFrame with n rows (same index as ``texts`` when it is a Series) and columns:
@@ -382,13 +405,26 @@ def minhash_batch(texts: pd.Series | Sequence[str | None], cfg: MinHashConfig = 
     """
     index = texts.index if isinstance(texts, pd.Series) else None
     values = texts.tolist() if isinstance(texts, pd.Series) else list(texts)
-    shingled = [_shingles(t, cfg.n_grams) if isinstance(t, str) else (np.zeros(0, np.uint64), 0) for t in values]
-    counts = np.fromiter((len(h) for h, _ in shingled), dtype=np.int64, count=len(shingled))
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    hashes = np.concatenate([h for h, _ in shingled]) if shingled else np.zeros(0, np.uint64)
-    sigs = minhash_signatures(hashes, offsets, cfg)
+    kernels = _kernels() if use_kernels else None
+    if kernels is not None:  # simplify in Python, then shingle + hash + permute in compiled code
+        encoded = [simplify_text(t).encode("utf-8") if isinstance(t, str) else b"" for t in values]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        doc_offsets = np.concatenate([[0], np.cumsum(lengths)])
+        buf = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        counts, word_counts = kernels.shingle_counts(buf, doc_offsets, cfg.n_grams)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        hashes = np.empty(int(offsets[-1]), dtype=np.uint64)
+        kernels.shingle_hashes(buf, doc_offsets, cfg.n_grams, offsets, hashes)
+        n_words_all = word_counts.tolist()
+    else:
+        shingled = [_shingles(t, cfg.n_grams) if isinstance(t, str) else (np.zeros(0, np.uint64), 0) for t in values]
+        counts = np.fromiter((len(h) for h, _ in shingled), dtype=np.int64, count=len(shingled))
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        hashes = np.concatenate([h for h, _ in shingled]) if shingled else np.zeros(0, np.uint64)
+        n_words_all = [n for _, n in shingled]
+    sigs = minhash_signatures(hashes, offsets, cfg, use_kernels=use_kernels)
     bands = band_hashes(sigs, cfg.bands, cfg.rows)
-    flags = [FLAG_EMPTY if n_words == 0 else FLAG_SHORT if n_words < cfg.n_grams else None for _, n_words in shingled]
+    flags = [FLAG_EMPTY if n_words == 0 else FLAG_SHORT if n_words < cfg.n_grams else None for n_words in n_words_all]
     return pd.DataFrame(
         {
             C.MINHASH_SIGNATURE: list(sigs),
