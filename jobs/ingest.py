@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from jobs import cli
 from jobs.delta_io import ensure_table, merge_insert_new, table_version
@@ -60,8 +60,21 @@ def default_source(input_path: str) -> str:
     return name.split(".")[0] or "input"
 
 
+def _raw_stats(df):
+    """Add ``raw_hash`` (sha256) and ``raw_bytes`` of the whole raw record in ``raw_bin``."""
+    from pyspark.sql import functions as F
+
+    return df.withColumn(C.RAW_HASH, F.sha2(F.col("raw_bin"), 256)).withColumn(
+        C.RAW_BYTES, F.octet_length("raw_bin").cast("bigint"))
+
+
 def extract(spark, cfg: IngestConfig):
-    """Read the input into rows of ``source_file, given_id, text, extra, reason, detail, raw_bin``.
+    """Read the input into rows of ``source_file, given_id, text, extra, reason, detail, raw_bin,
+    raw_hash, raw_bytes``.
+
+    A JSONL line longer than ``max_doc_bytes`` is quarantined as ``too_large`` without being parsed:
+    only its hash, size and first bytes travel on, so a 50 MB line never reaches a Python worker or
+    the cache (parsing it there ran a 1 GiB driver out of heap).
 
     Raises:
         cli.UsageError: when the input matches no files or lacks the text column.
@@ -88,15 +101,23 @@ def extract(spark, cfg: IngestConfig):
         raise cli.UsageError(f"cannot read --input {cfg.input!r} as {cfg.format}: {exc}") from exc
 
     if cfg.format == "jsonl":
-        parsed = make_parse_json_udf(cfg.text_col, cfg.id_col)(F.col("raw_bin"))
-        return lines.select(C.SOURCE_FILE, "raw_bin", parsed.alias("p")).select(
-            C.SOURCE_FILE, "raw_bin", "p.*"
-        )
+        big = F.col(C.RAW_BYTES) > cfg.max_doc_bytes
+        # a decoded JSON string is never longer in UTF-8 than its escaped form: text <= line <= limit
+        head = F.substring("raw_bin", 1, 4 * C.RAW_PREVIEW_CHARS)  # >= RAW_PREVIEW_CHARS whole characters
+        lines = _raw_stats(lines).select(C.SOURCE_FILE, C.RAW_HASH, C.RAW_BYTES, big.alias("_big"),
+                                         F.when(big, head).otherwise(F.col("raw_bin")).alias("raw_bin"))
+        parsed = make_parse_json_udf(cfg.text_col, cfg.id_col)(F.when(~F.col("_big"), F.col("raw_bin")))
+        keep = [C.SOURCE_FILE, "raw_bin", C.RAW_HASH, C.RAW_BYTES]
+        too_large = F.format_string("line is %d bytes, over --max-doc-bytes %d", C.RAW_BYTES, F.lit(cfg.max_doc_bytes))
+        return lines.select(*keep, "_big", parsed.alias("p")).select(
+            *keep, "p." + C.GIVEN_ID, "p." + C.TEXT, "p." + C.EXTRA,
+            F.when(F.col("_big"), F.lit("too_large")).otherwise(F.col("p." + C.REASON)).alias(C.REASON),
+            F.when(F.col("_big"), too_large).otherwise(F.col("p." + C.DETAIL)).alias(C.DETAIL))
     if cfg.format == "text":  # one document per file; invalid UTF-8 is checked in the JVM
         as_str = F.col("raw_bin").cast("string")
         valid = F.expr("is_valid_utf8(CAST(raw_bin AS STRING))")
-        return lines.select(
-            C.SOURCE_FILE, "raw_bin",
+        return _raw_stats(lines).select(
+            C.SOURCE_FILE, "raw_bin", C.RAW_HASH, C.RAW_BYTES,
             F.lit(None).cast("string").alias(C.GIVEN_ID),
             F.when(valid, as_str).alias(C.TEXT),
             F.lit("{}").alias(C.EXTRA),
@@ -112,7 +133,7 @@ def extract(spark, cfg: IngestConfig):
     given_id = F.col(cfg.id_col).cast("string") if cfg.id_col in fields else F.lit(None).cast("string")
     extra = F.to_json(F.struct(*[F.col(f"`{c}`") for c in others])) if others else F.lit("{}")
     row_json = F.to_json(F.struct(*[F.col(f"`{c}`") for c in table.columns]))
-    return table.select(
+    return _raw_stats(table.select(
         F.col("_metadata.file_path").alias(C.SOURCE_FILE),
         F.encode(row_json, "UTF-8").alias("raw_bin"),
         given_id.alias(C.GIVEN_ID),
@@ -120,7 +141,7 @@ def extract(spark, cfg: IngestConfig):
         extra.alias(C.EXTRA),
         F.lit(None).cast("string").alias(C.REASON),
         F.lit(None).cast("string").alias(C.DETAIL),
-    )
+    ))
 
 
 def transform(parsed, cfg: IngestConfig, source: str, run_id: str, ingested_at: datetime):
@@ -145,13 +166,12 @@ def transform(parsed, cfg: IngestConfig, source: str, run_id: str, ingested_at: 
     hashed = F.sha2(F.concat_ws("\u0000", F.lit(source), text), 256)
     df = (
         parsed.withColumn(C.REASON, checked)
-        .withColumn(C.DETAIL, F.when(F.col(C.REASON) == "too_large",
+        .withColumn(C.DETAIL, F.when((F.col(C.REASON) == "too_large") & text.isNotNull(),
                                      F.format_string("text is %d bytes", F.octet_length(text)))
                     .otherwise(F.col(C.DETAIL)))
         .withColumn(C.CONTENT_HASH, F.when(F.col(C.REASON).isNull(), F.sha2(text, 256)))
         .withColumn(C.DOC_ID, F.when(F.col(C.REASON).isNull(),
                                      F.coalesce(F.col(C.GIVEN_ID), F.concat(F.lit("h"), F.substring(hashed, 1, 32)))))
-        .withColumn(C.RAW_HASH, F.sha2(F.col("raw_bin"), 256))
     )
     by_id = Window.partitionBy(C.DOC_ID).orderBy(C.CONTENT_HASH, C.SOURCE_FILE, C.RAW_HASH)
     first_hash = F.first(C.CONTENT_HASH).over(by_id)
@@ -194,7 +214,7 @@ def load(spark, df, cfg: IngestConfig, record) -> None:
     raw_text = F.substring(F.expr("make_valid_utf8(CAST(raw_bin AS STRING))"), 1, C.RAW_PREVIEW_CHARS)
     bad = df.filter(F.col(C.REASON).isNotNull() & (F.col(C.REASON) != "unchanged")).select(
         C.SOURCE, C.SOURCE_FILE, C.REASON, C.DETAIL, raw_text.alias(C.RAW),
-        F.octet_length("raw_bin").cast("bigint").alias(C.RAW_BYTES), C.RAW_HASH,
+        C.RAW_BYTES, C.RAW_HASH,
         occurrence.cast("int").alias(C.OCCURRENCE), C.DOC_ID, F.lit("ingest").alias(C.JOB), C.RUN_ID, C.INGESTED_AT)
     merge_insert_new(spark, cfg.quarantine, bad, QUARANTINE_KEYS)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-MAX_DOC_BYTES = 2000  # tests pass this as --max-doc-bytes so the "too large" case stays small
+MAX_DOC_BYTES = 256 * 1024  # tests pass this as --max-doc-bytes; above the 200 KB deep-nesting line
 
 GOOD = [
     (b'{"id": "g1", "text": "A perfectly ordinary document.", "lang": "en"}', None),
@@ -46,3 +46,28 @@ def write_bad_corpus(path: Path) -> Counter:
     lines = [line for line, _ in GOOD + BAD]
     path.write_bytes(b"\n".join(lines) + b"\n")
     return Counter(reason for _, reason in GOOD + BAD)
+
+
+HUGE_DOC_BYTES = 50 * 1024 * 1024  # a 50 MiB document: over ingest's default 16 MiB limit
+
+
+def write_pipeline_corpus(path: Path, good_lines: list[bytes], n_copies: int = 10) -> Counter:
+    """The bad-record corpus for a whole pipeline run with ingest's *default* size limit.
+
+    Every GOOD and BAD record above except the small ``too_large`` one (under the default limit it
+    is an ordinary document), plus a real 50 MiB document (``too_large``), the ``good_lines``
+    (real documents curation can keep), and exact copies of the first ``n_copies`` of them under
+    new ids (for dedup). Returns expected ingest outcomes (``None`` = written to bronze).
+    """
+    import json
+
+    cases = [case for case in GOOD + BAD if not case[0].startswith(b'{"id": "b14"')]
+    huge = b'{"id": "huge", "text": "' + b"lorem ipsum " * (HUGE_DOC_BYTES // 12) + b'"}'
+    cases.append((huge, "too_large"))
+    cases += [(line, None) for line in good_lines]
+    for line in good_lines[:n_copies]:
+        record = json.loads(line)
+        record["id"] = f"{record['id']}-copy"
+        cases.append((json.dumps(record).encode(), None))
+    path.write_bytes(b"\n".join(line for line, _ in cases) + b"\n")
+    return Counter(reason for _, reason in cases)

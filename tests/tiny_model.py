@@ -14,8 +14,11 @@ def corpus_text() -> str:
     return (DATA / "tinyshakespeare_head.txt").read_text(encoding="utf-8")
 
 
-def save_tiny_artifact(out_dir: Path, seed: int = 0) -> str:
-    """Save a random tiny GPT + char tokenizer with ``save_artifact``; return its hash."""
+def save_tiny_artifact(out_dir: Path, seed: int = 0, vocab_text: str = "") -> str:
+    """Save a random tiny GPT + char tokenizer with ``save_artifact``; return its hash.
+
+    The tokenizer knows the characters of tinyshakespeare's head plus those of ``vocab_text``.
+    """
     import torch
 
     from model.artifact import save_artifact
@@ -23,7 +26,7 @@ def save_tiny_artifact(out_dir: Path, seed: int = 0) -> str:
     from model.gpt import GPT
     from model.tokenizer import char_level_tokenizer
 
-    tok = char_level_tokenizer(corpus_text())
+    tok = char_level_tokenizer(corpus_text() + vocab_text)
     torch.manual_seed(seed)
     cfg = GPTConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=32, block_size=BLOCK)
     return save_artifact(out_dir, GPT(cfg), tok, lineage={"model_name": f"tiny-{seed}"})

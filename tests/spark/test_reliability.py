@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import pytest
 
@@ -83,6 +84,127 @@ def test_score_survives_a_killed_python_worker(spark, tmp_path):
         for a, b in zip(clean, faulty):
             assert a[col] == pytest.approx(b[col], rel=1e-6, abs=1e-6), (col, a["doc_id"])
     assert sum(r["error"] is None for r in faulty) == len(docs)
+
+
+def test_bad_input_end_to_end_every_record_accounted_for(spark, tmp_path):
+    """A corpus of every kind of bad record (tests/bad_input.py, with a real 50 MiB document) through
+    ingest (spark-submit, 1 GiB driver, default limits) -> curate -> dedup -> score: every job exits 0
+    and every input line ends in exactly one of quarantine / rejected (curate or dedup) / scores,
+    everything but a kept-and-scored document with a non-null reason."""
+    from jobs import curate, dedup, score
+    from tests.bad_input import write_pipeline_corpus
+    from tests.tiny_model import save_tiny_artifact
+
+    good = [line.encode() for line in (DATA / "cc2019_slice.jsonl").read_text().splitlines()
+            if json.loads(line)["text"].strip()][:30]
+    corpus, lake = tmp_path / "corpus.jsonl", tmp_path / "lake"
+    expected = write_pipeline_corpus(corpus, good)
+    n_lines = sum(expected.values())
+    # 17 bad records of 11 reasons (invalid_json alone: truncated, not JSON, empty line, 100,000-deep
+    # nesting), plus edge cases that must pass: BOM, control characters, integer id, no id
+    assert sum(n for reason, n in expected.items() if reason) == 17 and len(set(expected) - {None}) == 11
+    assert corpus.stat().st_size > 50 * 1024 * 1024
+
+    proc = spark_submit("local[2]", "jobs/ingest.py", "--input", str(corpus), "--format", "jsonl",
+                        "--lake", str(lake), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith('{"')))
+    assert counts["read"] == n_lines and counts["quarantined_too_large"] == 1
+    assert curate.main(["--lake", str(lake)]) == 0
+    assert dedup.main(["--lake", str(lake)]) == 0
+    gold_texts = "".join(t for (t,) in spark.read.format("delta").load(str(lake / "gold")).select("text").collect())
+    save_tiny_artifact(tmp_path / "model", vocab_text=gold_texts)  # a tokenizer that knows every gold character
+    assert score.main(["--lake", str(lake), "--model", str(tmp_path / "model"), "--token-budget", "256"]) == 0
+
+    def rows(table, *cols):
+        return [tuple(r) for r in spark.read.format("delta").load(str(lake / table)).select(*cols).collect()]
+
+    quarantine = rows("quarantine", "reason", "job")
+    assert Counter(r for r, _ in quarantine) == Counter({k: v for k, v in expected.items() if k is not None})
+    assert all(job == "ingest" for _, job in quarantine)
+    bronze = [i for (i,) in rows("bronze", "doc_id")]
+    assert len(bronze) == expected[None] and len(set(bronze)) == len(bronze)
+    assert len(quarantine) + len(bronze) == n_lines  # every line: bronze or quarantine, never both
+
+    rejected = rows("rejected", "doc_id", "job", "drop_reason")
+    assert all(reason for _, _, reason in rejected)
+    by_job = {job: [i for i, j, _ in rejected if j == job] for job in ("curate", "dedup")}
+    assert len(rejected) == len(by_job["curate"]) + len(by_job["dedup"])
+    silver = [i for (i,) in rows("silver", "doc_id")]
+    assert sorted(silver + by_job["curate"]) == sorted(bronze)  # curate: in = kept + rejected, disjoint
+    gold = [i for (i,) in rows("gold", "doc_id")]
+    assert sorted(gold + by_job["dedup"]) == sorted(silver)  # dedup: in = kept + rejected, disjoint
+    assert {r for _, j, r in rejected if j == "dedup"} == {"dedup_exact"} and gold  # the copies went
+
+    scores = rows("scores", "doc_id", "error", "mean_nll")
+    assert sorted(i for i, _, _ in scores) == sorted(gold)  # every gold document scored exactly once
+    # every kept document (BOM, control characters, integer and missing ids included) gets a real score
+    assert all(e is None and nll is not None and nll > 0 for _, e, nll in scores), scores
+    # the whole funnel: each input line in exactly one bucket
+    assert len(quarantine) + len(by_job["curate"]) + len(by_job["dedup"]) + len(scores) == n_lines
+
+
+def test_score_refuses_a_tampered_artifact_and_writes_nothing(spark, tmp_path):
+    from jobs import score
+    from tests.tiny_model import save_tiny_artifact
+
+    gold = str(tmp_path / "gold")
+    spark.createDataFrame([("d1", "First Citizen")], "doc_id string, text string").write.format("delta").save(gold)
+    model = tmp_path / "model"
+    save_tiny_artifact(model)
+    weights = model / "model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[len(blob) // 2] ^= 0x01  # one bit of one weight
+    weights.write_bytes(bytes(blob))
+    assert score.main(["--lake", str(tmp_path), "--input", gold, "--model", str(model)]) == 2
+    assert not (tmp_path / "scores").exists() and not (tmp_path / "runs").exists()
+
+
+class _Payload:
+    """Unpickling this runs code: it creates the file named in ``path``."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_checkpoints_are_never_unpickled(tmp_path):
+    import pickle
+
+    import torch
+
+    from model.checkpoint import load_checkpoint
+
+    evidence = tmp_path / "code-ran"
+    bad = tmp_path / "step_000100.pt"
+    torch.save({"step": 100, "model": _Payload(str(evidence))}, bad)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        load_checkpoint(bad)
+    assert not evidence.exists()
+    # and nothing else in the package deserialises pickles: torch.load only with weights_only=True
+    for folder in ("jobs", "udfs", "model"):
+        for path in (REPO / folder).rglob("*.py"):
+            code = path.read_text(encoding="utf-8")
+            assert "pickle.load" not in code and "import pickle" not in code, path
+            for line in code.splitlines():
+                if "torch.load(" in line and "``" not in line:
+                    assert "weights_only=True" in line, (path, line)
+
+
+@pytest.mark.parametrize("job", ["ingest", "curate", "dedup", "score", "nightly_score"])
+@pytest.mark.parametrize("bad", ["t`; DROP TABLE x", "a'b", "line\nbreak", 'q"uote'])
+def test_every_job_refuses_bad_table_paths(tmp_path, caplog, job, bad):
+    import importlib
+
+    module = importlib.import_module(f"jobs.{job}")
+    lake = tmp_path / "lake"
+    extra = {"ingest": ["--input", "x.jsonl", "--format", "jsonl"], "score": ["--model", "m"],
+             "nightly_score": ["--model", "m"]}.get(job, [])
+    assert module.main(["--lake", str(lake), *extra, "--output", bad]) == 2
+    assert "contains a quote, backtick, ';' or control character" in caplog.text  # refused as a path
+    assert not lake.exists()
 
 
 def test_training_killed_and_resumed_matches_uninterrupted(spark, tmp_path):
