@@ -34,6 +34,9 @@ EXTRAS = {
         "onnxruntime>=1.20",
         "onnxscript>=0.2",  # the dynamo ONNX exporter needs it
         "spacy>=3.7",  # curation parity mode: datatrove's word splitting, checked in the tests
+        "nbclient>=0.10",  # tests/spark/test_notebooks.py executes notebooks/*.ipynb
+        "nbformat>=5.10",
+        "ipykernel>=6.29",  # the kernel those notebooks run in (this venv's python)
     ],
 }
 
