@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,45 @@ from model.tokenizer import TextTokenizer
 log = logging.getLogger(__name__)
 
 Source = ParquetWindowSource | ArrayWindowSource
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware, so bf16 autocast is faster than float32.
+
+    On x86 that means AVX512-BF16 or AMX: ``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` alone is not
+    enough there, since it is also True on plain AVX512 CPUs, where oneDNN emulates bf16. Elsewhere
+    (aarch64) the oneDNN check is the hardware check.
+
+    Returns:
+        True for native bf16 support, False otherwise (and when torch cannot tell).
+    """
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+        checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+        return any(bool(check()) for check in checks if check is not None)
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision a run actually uses: ``TrainConfig.precision`` with ``"auto"`` decided for ``device``.
+
+    Args:
+        precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (see ``TrainConfig.precision``).
+        device: the training device; "auto" picks bf16 on CUDA GPUs that support it and on CPUs with
+            native bf16 (``cpu_has_native_bf16``), fp32 everywhere else.
+
+    Returns:
+        ``"fp32"`` or ``"bf16"``.
+    """
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    return "fp32"
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -79,7 +119,7 @@ def evaluate(
         loader: a non-looping loader in stored order, so every evaluation sees the same windows.
         max_batches: most batches to read.
         device: where to run.
-        autocast: context-manager factory (bf16 autocast on CUDA, else a no-op).
+        autocast: context-manager factory, the training one (bf16 autocast, or a no-op for fp32).
         tokenizer: when given, also count the UTF-8 bytes of the target tokens (specials count 0).
 
     Returns:
@@ -139,7 +179,8 @@ def train(
     Returns:
         Dict with ``step``, ``train_loss`` (nats/token, mean over the last log interval), ``val_loss``
         (nats/token), ``val_bpb`` (bits per UTF-8 byte, None if bytes are unknown), ``tokens_seen``,
-        ``n_params`` (all, tied matrix once), ``elapsed_s`` (this call), ``checkpoint`` (final checkpoint path).
+        ``n_params`` (all, tied matrix once), ``elapsed_s`` (this call), ``precision`` (``"fp32"`` or ``"bf16"``,
+        ``TrainConfig.precision`` resolved for the device), ``checkpoint`` (final checkpoint path).
         Load the trained weights with ``load_checkpoint(result["checkpoint"])["model"]``.
 
     Raises:
@@ -149,6 +190,7 @@ def train(
     torch.set_num_threads(train_cfg.threads)
     rank, world = dist_info()
     device = resolve_device(train_cfg.device, rank)
+    precision = resolve_precision(train_cfg.precision, device)
     T = train_cfg.block_size or model_cfg.block_size
     if T > model_cfg.block_size:
         raise ValueError(f"TrainConfig.block_size={T} exceeds GPTConfig.block_size={model_cfg.block_size}")
@@ -189,6 +231,13 @@ def train(
             log.warning(
                 "resuming with changed train config keys %s: the run is no longer reproducible", sorted(changed)
             )
+        if state.get("precision", precision) != precision:
+            log.warning(
+                "%s was trained in %s, resuming in %s: the run is no longer reproducible",
+                ckpt,
+                state.get("precision"),
+                precision,
+            )
         raw.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         loader.load_state_dict(state["data"][rank])
@@ -205,7 +254,12 @@ def train(
             (out / name).write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
         log.info("train config %s", json.dumps(train_cfg.to_dict(), sort_keys=True))
         log.info(
-            "model %s: %.2fM parameters, device %s, world size %d", model_cfg, raw.num_params() / 1e6, device, world
+            "model %s: %.2fM parameters, device %s, precision %s, world size %d",
+            model_cfg,
+            raw.num_params() / 1e6,
+            device,
+            precision,
+            world,
         )
 
     model: torch.nn.Module = raw
@@ -215,10 +269,12 @@ def train(
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    use_amp = train_cfg.amp and device.type == "cuda"
-
     def autocast() -> Any:
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
+        # bf16 autocast runs matmuls (and SDPA) in bf16 on fp32 master weights; GPT.forward takes the
+        # loss on float32 logits, and gradients, clipping and AdamW stay float32.
+        if precision == "bf16":
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     tokens_per_step = train_cfg.batch_size * T * train_cfg.grad_accum * world
     val_bytes_cache: dict[str, float] = {}
@@ -264,6 +320,7 @@ def train(
                     "metrics": metrics,
                     "model_config": model_cfg.to_dict(),
                     "train_config": train_cfg.to_dict(),
+                    "precision": precision,
                 },
                 path,
             )
@@ -318,15 +375,18 @@ def train(
                         "tokens": step * tokens_per_step,
                         "tokens_per_s": n_running * tokens_per_step / max(dt, 1e-9),
                         "epoch": loader.epoch,
+                        "precision": precision,
                     },
                 )
                 bar.set_postfix(loss=f"{metrics['train_loss']:.4f}", lr=f"{lr:.2e}")
             running.zero_()
             n_running, t_log = 0, time.monotonic()
+        t_pause = time.monotonic()
         if step % train_cfg.eval_every == 0 or step == train_cfg.max_steps:
             run_eval()
         if step % train_cfg.ckpt_every == 0 or step == train_cfg.max_steps:
             last_ckpt = run_checkpoint()
+        t_log += time.monotonic() - t_pause  # tokens_per_s counts training only, not evaluations or checkpoints
     bar.close()
     if last_ckpt is None or last_ckpt != checkpoint_path(ckpt_dir, step):
         last_ckpt = run_checkpoint()
@@ -336,5 +396,6 @@ def train(
         "tokens_seen": step * tokens_per_step,
         "n_params": raw.num_params(non_embedding=False),
         "elapsed_s": time.monotonic() - t_start,
+        "precision": precision,
         "checkpoint": str(last_ckpt),
     }

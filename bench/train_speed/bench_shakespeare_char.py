@@ -14,14 +14,13 @@ Writes ``OUT/bench.json``: ``train_ms_per_step`` is the mean over log intervals 
 (and not the first one), the number to compare with nanoGPT's per-iteration times; ``full_val_loss`` is
 the final model's loss on every non-overlapping window of the validation split (see ``full_val.py``).
 
-``--cpu-bf16`` and ``--fused-adamw`` are experiments the trainer does not offer on CPU today: they patch
-``GPT.forward`` (bf16 autocast) and ``GPT.configure_optimizers`` (``fused=True``) in this process only.
+``--precision`` is ``TrainConfig.precision`` ("auto" = bf16 autocast on CPUs with native bf16, else fp32);
+the precision actually used is recorded in ``bench.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import sys
@@ -33,7 +32,6 @@ import torch
 
 from model.config import GPTConfig, TrainConfig
 from model.data import ArrayWindowSource
-from model.gpt import GPT
 from model.tokenizer import char_level_tokenizer
 from model.train import train
 
@@ -50,34 +48,6 @@ def windows(ids: np.ndarray, block_size: int) -> np.ndarray:
     n = (len(ids) - 1) // block_size
     s = ids.strides[0]
     return np.lib.stride_tricks.as_strided(ids, shape=(n, block_size + 1), strides=(block_size * s, s))
-
-
-def patch_cpu_bf16() -> None:
-    """Run every ``GPT.forward`` under CPU bf16 autocast (the loss is still computed in float32)."""
-    forward = GPT.forward
-
-    @functools.wraps(forward)
-    def bf16_forward(self, *args, **kwargs):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return forward(self, *args, **kwargs)
-
-    GPT.forward = bf16_forward
-
-
-def patch_fused_adamw() -> None:
-    """Make ``GPT.configure_optimizers`` return the same AdamW groups with ``fused=True`` (CPU kernel)."""
-    configure = GPT.configure_optimizers
-
-    @functools.wraps(configure)
-    def fused(self, *args, **kwargs):
-        opt = configure(self, *args, **kwargs)
-        # fresh groups: the old ones carry "fused": None, which would override fused=True
-        groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in opt.param_groups]
-        fused_opt = torch.optim.AdamW(groups, lr=opt.defaults["lr"], betas=opt.defaults["betas"], fused=True)
-        assert all(g["fused"] for g in fused_opt.param_groups)
-        return fused_opt
-
-    GPT.configure_optimizers = fused
 
 
 def clean_ms_per_step(records: list[dict], eval_every: int, tokens_per_step: int) -> tuple[float | None, int]:
@@ -110,18 +80,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--seed", type=int, default=1337, help="init and data order (nanoGPT's fixed seed is 1337)")
     p.add_argument("--bias", action="store_true", help="biases in Linear/LayerNorm (nanoGPT's default is none)")
-    p.add_argument("--cpu-bf16", action="store_true", help="experiment: bf16 autocast on CPU")
-    p.add_argument("--fused-adamw", action="store_true", help="experiment: fused AdamW on CPU")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="TrainConfig.precision")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args = p.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     torch.set_num_threads(args.threads)
-    if args.cpu_bf16:
-        patch_cpu_bf16()
-    if args.fused_adamw:
-        patch_fused_adamw()
 
     text = Path(args.input).read_text(encoding="utf-8")
     tok = char_level_tokenizer(text)
@@ -136,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_cfg = TrainConfig(
         batch_size=12, max_steps=args.max_steps, lr=1e-3, min_lr=1e-4, warmup_steps=100,
         lr_decay_steps=args.lr_decay_steps, eval_every=args.eval_every, eval_steps=20, ckpt_every=args.max_steps,
-        log_every=args.log_every, threads=args.threads, device="cpu", seed=args.seed,
+        log_every=args.log_every, threads=args.threads, device="cpu", seed=args.seed, precision=args.precision,
     )  # fmt: skip
     t0 = time.monotonic()
     result = train(model_cfg, train_cfg, train_src, val_src, args.out, resume=False, progress=not args.no_progress)
@@ -152,8 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": args.threads,
         "bias": args.bias,
         "seed": args.seed,
-        "cpu_bf16": args.cpu_bf16,
-        "fused_adamw": args.fused_adamw,
+        "precision_config": args.precision,
+        "precision": result["precision"],  # what the trainer resolved "auto" to
         "wall_s": wall,  # train() call: model build, evaluations, checkpoint and plot included
         "train_ms_per_step": ms,
         "train_steps_timed": counted,

@@ -1,7 +1,7 @@
 """Our trainer vs nanoGPT's ``train.py`` on the CPU baby-GPT recipe, run alternately on one machine.
 
     python bench/train_speed/compare_nanogpt.py --nanogpt-dir /tmp/nanogpt --out /tmp/cmp \\
-        [--speed-iters 300] [--speed-rounds 2] [--quality-iters 2000] [--bf16-variant]
+        [--speed-iters 300] [--speed-rounds 2] [--quality-iters 2000] [--variants auto,fp32]
 
 ``--nanogpt-dir`` is an unmodified checkout of karpathy/nanoGPT kept outside this repository (nothing
 of it is copied here; it is only run). Its ``data/shakespeare_char`` is prepared with its own
@@ -9,15 +9,15 @@ of it is copied here; it is only run). Its ``data/shakespeare_char`` is prepared
 
 Every run is a fresh process with ``OMP_NUM_THREADS=1`` (ours also calls ``torch.set_num_threads(1)``).
 
-1. Speed, ``--speed-rounds`` rounds of nanoGPT then ours (then ours with the experimental CPU bf16 +
-   fused AdamW when ``--bf16-variant``), ``--speed-iters`` iterations each. nanoGPT: mean of its printed
+1. Speed, ``--speed-rounds`` rounds of nanoGPT then ours once per ``--variants`` precision
+   (``ours_auto``, ``ours_fp32``...), ``--speed-iters`` iterations each. nanoGPT: mean of its printed
    per-iteration times, leaving out iterations < 10 and those that ran an evaluation (iter % 250 == 0).
    Ours: ``train_ms_per_step`` from ``bench.json`` (log intervals without evaluation, first one left out).
 2. Quality at equal wall clock: nanoGPT for ``--quality-iters`` iterations (checkpoint saved at the
    last evaluation); its training-loop time (sum of its per-iteration times, evaluations and checkpoint
-   saves included) is the budget. Ours runs ``--quality-iters`` steps, then N steps with
-   ``max_steps = lr_decay_steps = N`` where N fits the budget at the speed just measured (and the bf16
-   variant likewise). All final models are scored by ``full_val.py`` on the whole val split.
+   saves included) is the budget. Each variant of ours runs ``--quality-iters`` steps, then N steps with
+   ``max_steps = lr_decay_steps = N`` where N fits the budget at the speed of that same-steps run.
+   All final models are scored by ``full_val.py`` on the whole val split.
 
 Writes ``OUT/compare.json`` and prints a summary.
 """
@@ -64,6 +64,11 @@ def prepare_nanogpt(nanogpt: Path, input_txt: Path) -> None:
     subprocess.run([sys.executable, "prepare.py"], cwd=d, env=env1(), check=True)
 
 
+def loadavg() -> list[float]:
+    """1, 5 and 15 minute load averages (the machine is shared; recorded with every run)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def run_nanogpt(nanogpt: Path, out: Path, iters: int, save: bool) -> dict:
     """One nanoGPT run; returns its per-iteration times, evaluations and wall time."""
     cmd = [sys.executable, "train.py", *NANOGPT_ARGS, f"--max_iters={iters}", f"--out_dir={out}"]
@@ -80,6 +85,7 @@ def run_nanogpt(nanogpt: Path, out: Path, iters: int, save: bool) -> dict:
     evals = {int(m[1]): float(m[3]) for m in map(STEP_RE.match, proc.stdout.splitlines()) if m}
     clean = [t for i, t in iters_ms.items() if i >= 10 and i % 250 != 0]
     return {
+        "loadavg_after": loadavg(),
         "cmd": " ".join(cmd[1:]),
         "process_wall_s": wall,
         "loop_s_to_iter": sum(t for i, t in iters_ms.items() if i < iters) / 1000,  # iters 0..iters-1 incl. evals
@@ -105,7 +111,8 @@ def run_ours(out: Path, input_txt: Path, steps: int, decay: int, extra: list[str
     if proc.returncode:
         raise RuntimeError(f"our trainer failed ({proc.returncode}): {proc.stderr[-2000:]}")
     report = json.loads((out / "bench.json").read_text())
-    return {"cmd": " ".join(Path(c).name if c == sys.executable else c for c in cmd), "process_wall_s": wall, **report}
+    cmd_s = " ".join(Path(c).name if c == sys.executable else c for c in cmd)
+    return {"loadavg_after": loadavg(), "cmd": cmd_s, "process_wall_s": wall, **report}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -116,14 +123,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--speed-iters", type=int, default=300)
     p.add_argument("--speed-rounds", type=int, default=2)
     p.add_argument("--quality-iters", type=int, default=2000, help="0 skips the quality runs")
-    p.add_argument("--bf16-variant", action="store_true", help="also run ours with --cpu-bf16 --fused-adamw")
+    p.add_argument("--variants", default="auto,fp32", help="comma-separated TrainConfig.precision values of ours")
     args = p.parse_args(argv)
     if args.out.exists() and any(args.out.iterdir()):
         raise SystemExit(f"{args.out} is not empty")
     args.out.mkdir(parents=True, exist_ok=True)
     nanogpt, out = args.nanogpt_dir.resolve(), args.out.resolve()
     prepare_nanogpt(nanogpt, args.input)
-    variants = {"ours": []} | ({"ours_bf16": ["--cpu-bf16", "--fused-adamw"]} if args.bf16_variant else {})
+    variants = {f"ours_{v}": ["--precision", v] for v in args.variants.split(",")}
     res: dict = {"speed": {"nanogpt": []} | {k: [] for k in variants}, "quality": {}}
 
     def save() -> None:
@@ -152,19 +159,14 @@ def main(argv: list[str] | None = None) -> dict:
         res["quality"]["nanogpt"] = ng
         budget = ng["loop_s_to_iter"]
         print(f"nanogpt {q} iters: {budget:.1f} s training loop", flush=True)
-        ours = run_ours(out / "quality_ours_same_steps", args.input, q, q, [])
-        res["quality"]["ours_same_steps"] = ours
-        save()
-        steps = {"ours_same_wall": max(101, math.floor(q * budget / ours["wall_s"]))}
-        if args.bf16_variant:  # scale by the speed-phase ratio of bf16 to fp32 step times
-            ratio = statistics.fmean(x["train_ms_per_step"] for x in res["speed"]["ours"]) / statistics.fmean(
-                x["train_ms_per_step"] for x in res["speed"]["ours_bf16"]
-            )
-            steps["ours_bf16_same_wall"] = math.floor(steps["ours_same_wall"] * ratio)
-        for name, n_steps in steps.items():
-            extra = ["--cpu-bf16", "--fused-adamw"] if "bf16" in name else []
-            res["quality"][name] = run_ours(out / f"quality_{name}", args.input, n_steps, n_steps, extra)
-            print(f"{name}: {n_steps} steps in {res['quality'][name]['wall_s']:.1f} s", flush=True)
+        for name, extra in variants.items():
+            same = run_ours(out / f"quality_{name}_same_steps", args.input, q, q, extra)
+            res["quality"][f"{name}_same_steps"] = same
+            save()
+            n_steps = max(101, math.floor(q * budget / same["wall_s"]))
+            wall_run = run_ours(out / f"quality_{name}_same_wall", args.input, n_steps, n_steps, extra)
+            res["quality"][f"{name}_same_wall"] = wall_run
+            print(f"{name}: {n_steps} steps in {wall_run['wall_s']:.1f} s", flush=True)
             save()
         sys.path.insert(0, str(HERE))
         from full_val import full_val_loss, load_nanogpt

@@ -12,10 +12,11 @@ import torch
 
 from model.checkpoint import list_checkpoints, load_checkpoint
 from model.config import GPTConfig, TrainConfig
-from model.data import ParquetWindowSource
+from model.data import ParquetWindowSource, WindowLoader
+from model.gpt import GPT
 from model.run_log import read_metrics
 from model.tokenizer import char_level_tokenizer
-from model.train import lr_at, train
+from model.train import lr_at, resolve_precision, train
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 T = 16
@@ -153,6 +154,72 @@ def test_bad_token_ids_raise(corpus, tmp_path):
     small = GPTConfig(**{**model_cfg.to_dict(), "vocab_size": 10})
     with pytest.raises(ValueError, match="outside \\[0, vocab_size=10\\)"):
         train(small, _cfg(max_steps=2), ParquetWindowSource(paths, "train"), None, tmp_path, progress=False)
+
+
+@pytest.mark.parametrize(
+    "precision, native, expected",
+    [("fp32", True, "fp32"), ("bf16", False, "bf16"), ("auto", True, "bf16"), ("auto", False, "fp32")],
+)
+def test_resolve_precision_on_cpu(monkeypatch, precision, native, expected):
+    monkeypatch.setattr("model.train.cpu_has_native_bf16", lambda: native)
+    assert resolve_precision(precision, torch.device("cpu")) == expected
+
+
+def test_precision_is_validated():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="fp16")
+
+
+def test_fp32_is_the_plain_float32_loop(corpus, tmp_path):
+    """precision="fp32" computes exactly what a bare float32 loop over the same batches computes."""
+    tok, paths, model_cfg = corpus
+    tr = ParquetWindowSource(paths, "train")
+    cfg = _cfg(max_steps=8, precision="fp32")  # dropout 0.1: the RNG stream must match too
+    result = train(model_cfg, cfg, tr, None, tmp_path / "run", progress=False)
+    assert result["precision"] == "fp32"
+
+    torch.manual_seed(cfg.seed)
+    model = GPT(model_cfg)
+    opt = model.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), "cpu")
+    torch.manual_seed(cfg.seed)  # the trainer reseeds after building (seed + rank, rank 0)
+    it = iter(WindowLoader(tr, cfg.batch_size, T, seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer))
+    losses = {}
+    for step in range(cfg.max_steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        x, y = next(it)
+        _, loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses[step + 1] = loss.item()
+    assert _train_losses(tmp_path / "run") == losses  # bit for bit
+    trained = load_checkpoint(result["checkpoint"])["model"]
+    assert all(torch.equal(trained[k], v) for k, v in model.state_dict().items())
+
+
+def test_bf16_learns_and_resumes_exactly(corpus, tmp_path):
+    tok, paths, model_cfg = corpus
+    tr, va = ParquetWindowSource(paths, "train"), ParquetWindowSource(paths, "val", bytes_per_token=1.0)
+    cfg = _cfg(precision="bf16")
+    straight = train(model_cfg, cfg, tr, va, tmp_path / "a", progress=False)
+    train(model_cfg, _cfg(precision="bf16", max_steps=7), tr, va, tmp_path / "b", progress=False)  # "crash" at 7
+    resumed = train(model_cfg, cfg, tr, va, tmp_path / "b", progress=False)
+    assert straight["precision"] == resumed["precision"] == "bf16"
+    records = read_metrics(tmp_path / "a" / "metrics.jsonl")
+    assert {r["precision"] for r in records if r["kind"] == "train"} == {"bf16"}
+    vals = [r["loss"] for r in records if r["kind"] == "val"]
+    assert vals[-1] < vals[0] - 0.3, vals  # it learns
+    assert _train_losses(tmp_path / "a") == _train_losses(tmp_path / "b")  # exact resume under autocast
+    assert resumed["val_loss"] == straight["val_loss"]
+    sa, sb = load_checkpoint(straight["checkpoint"]), load_checkpoint(resumed["checkpoint"])
+    assert sa["precision"] == "bf16"
+    assert all(sa["model"][k].dtype == torch.float32 for k in sa["model"])  # master weights stay float32
+    assert all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"])
+    fp32 = train(model_cfg, _cfg(precision="fp32"), tr, va, tmp_path / "c", progress=False)
+    assert fp32["val_loss"] != straight["val_loss"]  # autocast really ran
+    assert fp32["val_loss"] == pytest.approx(straight["val_loss"], abs=0.05)
 
 
 def _ddp_worker(rank, world, init_file, model_cfg, paths, out_dir, results):
