@@ -14,6 +14,8 @@ Parquet stores it compactly, and pyarrow hands the trainer a flat int32 buffer w
   hash partitions (``--pack-partitions``), so the same seed gives the same table anywhere.
 - Packing: each partition concatenates its documents (each ending in ``<|endoftext|>``) and cuts
   windows; the tail of each partition and split (< one window) is dropped and counted.
+- One pass: tokenising, packing and the accounting (docs, tokens, bytes, tails) happen in a single
+  ``mapInArrow`` after the shuffle; the windows are persisted, their stats rows collected, then written.
 - Metadata (tokenizer sha256, vocab and block size, documents, tokens, windows per split, input
   table version) goes into the Delta commit (``userMetadata``), the runs table and
   ``TOKENIZER_OUT/dataset.json``.
@@ -75,33 +77,34 @@ def build_tokenizer(spark, docs, cfg: DatasetConfig):
 
 
 def transform(docs, tokenizer_path: str, cfg: DatasetConfig):
-    """Documents -> (tokenised docs with errors, packed windows incl. tail rows)."""
+    """Documents -> packed windows plus one tail/stats row per (pack partition, split).
+
+    One pass: split and order keys and byte counts are computed in the JVM, the text is shuffled into
+    ``pack_partitions`` hash partitions, sorted, then tokenised, packed and counted by one
+    ``mapInArrow`` (`udfs.tokenize.tokenize_and_pack`), so nothing is re-read or re-tokenised.
+    """
     from pyspark.sql import functions as F
 
-    from udfs.tokenize import PACKED_SCHEMA, make_tokenize_udf, pack_partition
+    from udfs.tokenize import PACKED_SCHEMA, load_tokenizer_cached, tokenize_and_pack
 
     is_val = (F.abs(F.xxhash64(F.lit(cfg.seed), F.lit("split"), C.DOC_ID)) % 1_000_000) < int(cfg.val_fraction * 1_000_000)
-    tokenized = (
-        docs.select(C.DOC_ID, make_tokenize_udf(tokenizer_path)(C.TEXT).alias("t"),
-                    F.when(is_val, "val").otherwise("train").alias("split"),
-                    F.xxhash64(F.lit(cfg.seed), F.lit("order"), C.DOC_ID).alias("order_key"))
-        .select(C.DOC_ID, "split", "order_key", "t.*")
-    )
     window = cfg.block_size + 1
 
     def pack(batches):
         from pyspark import TaskContext
 
-        yield from pack_partition(batches, window, TaskContext.get().partitionId())
+        tok = load_tokenizer_cached(tokenizer_path)
+        yield from tokenize_and_pack(batches, tok, window, TaskContext.get().partitionId())
 
-    packed = (
-        tokenized.filter(F.col("error").isNull()).select("split", "tokens", "order_key", C.DOC_ID)
+    return (
+        docs.select(C.DOC_ID, C.TEXT, F.when(is_val, "val").otherwise("train").alias("split"),
+                    F.xxhash64(F.lit(cfg.seed), F.lit("order"), C.DOC_ID).alias("order_key"),
+                    F.octet_length(C.TEXT).cast("long").alias("n_bytes"))
         .repartition(cfg.pack_partitions, "order_key")
         .sortWithinPartitions("order_key", C.DOC_ID)
-        .select("split", "tokens")
-        .mapInPandas(pack, PACKED_SCHEMA)
+        .select("split", C.TEXT, "n_bytes")
+        .mapInArrow(pack, PACKED_SCHEMA)
     )
-    return tokenized, packed
 
 
 def export_bin(spark, path: str, out_dir: str) -> dict[str, int]:
@@ -141,42 +144,34 @@ def run(spark, cfg: DatasetConfig, record) -> None:
     tok_path = os.path.join(cfg.tokenizer_out, "tokenizer.json")
     tok.save(tok_path)
 
-    tokenized, packed = transform(docs, tok_path, cfg)
-    tokenized = tokenized.persist(StorageLevel.MEMORY_AND_DISK)
-    packed = packed.persist(StorageLevel.MEMORY_AND_DISK)
-    doc_stats = tokenized.groupBy("split", F.col("error").isNull().alias("ok")).agg(
-        F.count("*").alias("docs"), F.sum("n_tokens").alias("tokens")).collect()
-    win_stats = packed.groupBy("split", "is_tail").agg(
-        F.count("*").alias("n"), F.sum(F.size("tokens")).alias("tokens")).collect()
+    packed = transform(docs, tok_path, cfg).persist(StorageLevel.MEMORY_AND_DISK)
+    stats = packed.filter("is_tail").select("split", F.size("tokens").alias("tail"), "docs", "docs_failed",
+                                            "n_tokens", "n_bytes").collect()  # the only pass over the text
     windows = {s: 0 for s in ("train", "val")}
     tail = {s: 0 for s in ("train", "val")}
-    for r in win_stats:
-        if r.is_tail:
-            tail[r.split] += int(r.tokens or 0)
-        else:
-            windows[r.split] += int(r.n)
-    docs_ok = {r.split: int(r.docs) for r in doc_stats if r.ok}
-    tokens = {r.split: int(r.tokens or 0) for r in doc_stats if r.ok}
-    errors = sum(int(r.docs) for r in doc_stats if not r.ok)
+    docs_ok, tokens, errors, n_bytes = {}, {}, 0, 0
+    for r in stats:
+        tail[r.split] += int(r.tail)
+        docs_ok[r.split] = docs_ok.get(r.split, 0) + int(r.docs)
+        tokens[r.split] = tokens.get(r.split, 0) + int(r.n_tokens)
+        errors += int(r.docs_failed)
+        n_bytes += int(r.n_bytes)
+    for split in ("train", "val"):  # every token is in a window or in the counted tail
+        windows[split] = (tokens.get(split, 0) - tail[split]) // (cfg.block_size + 1)
+    docs_ok = {s: n for s, n in docs_ok.items() if n}
+    tokens = {s: tokens[s] for s in docs_ok}
     meta = {
         "tokenizer_sha256": tok.sha256, "tokenizer_path": os.path.abspath(tok_path), "vocab_size": tok.vocab_size, "block_size": cfg.block_size,
         "char_level": cfg.char_level, "seed": cfg.seed, "input": cfg.input, "input_version": version,
         "docs": docs_ok, "docs_failed": errors, "tokens": tokens, "windows": windows, "tail_tokens": tail,
-        "bytes_per_token": None,
+        "bytes_per_token": float(n_bytes) / max(sum(tokens.values()), 1),
     }
-    for split in ("train", "val"):  # accounting: every token is in a window or in the counted tail
-        assert windows[split] * (cfg.block_size + 1) + tail[split] == tokens.get(split, 0), (split, meta)
-
-    text_bytes = tokenized.join(docs, C.DOC_ID).filter(F.col("error").isNull()).agg(
-        F.sum(F.octet_length(C.TEXT)).alias("b"), F.sum("n_tokens").alias("t")).first()
-    meta["bytes_per_token"] = float(text_bytes.b or 0) / max(int(text_bytes.t or 0), 1)
     spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", json.dumps(meta, sort_keys=True))
     try:
         (packed.filter(~F.col("is_tail")).select("window_id", "split", "tokens")
          .write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(cfg.output))
     finally:
         spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
-    tokenized.unpersist()
     packed.unpersist()
     meta["output_version"] = table_version(spark, cfg.output)
     with open(os.path.join(cfg.tokenizer_out, "dataset.json"), "w", encoding="utf-8") as fh:

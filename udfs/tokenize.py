@@ -2,14 +2,15 @@
 
 Pure core: `tokenize_texts` (a batch of texts -> token arrays + per-row errors) and `WindowPacker`
 (a stream of token arrays -> windows of ``block_size + 1`` tokens). The Spark adapters
-(`make_tokenize_udf`, `pack_partition`) are thin: the tokenizer is loaded once per Python worker
+(`make_tokenize_udf`; `tokenize_and_pack`, which the job runs through ``mapInArrow`` to tokenise, pack
+and count in one pass) are thin: the tokenizer is loaded once per Python worker
 and cached by path and file identity.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -117,38 +118,87 @@ def distinct_chars(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         yield pd.DataFrame({"c": sorted(chars)})
 
 
-PACKED_SCHEMA = "window_id bigint, split string, tokens array<int>, is_tail boolean"
+PACKED_SCHEMA = (
+    "window_id bigint, split string, tokens array<int>, is_tail boolean, "
+    "docs bigint, docs_failed bigint, n_tokens bigint, n_bytes bigint"
+)
+_PACKED_COLUMNS = ["window_id", "split", "tokens", "is_tail", "docs", "docs_failed", "n_tokens", "n_bytes"]
 
 
-def pack_partition(batches: Iterator[pd.DataFrame], window: int, partition_id: int) -> Iterator[pd.DataFrame]:
-    """Pack one partition's documents (already in their shuffled order) into windows per split.
+def _packed_batch(window_ids, splits, flat: np.ndarray, window: int):
+    """Arrow batch of full windows cut from ``flat`` (len(window_ids) * window tokens), zero-copy."""
+    import pyarrow as pa
+
+    n = len(window_ids)
+    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * window)
+    tokens = pa.ListArray.from_arrays(offsets, pa.array(flat, type=pa.int32()))
+    nulls = pa.nulls(n, pa.int64())
+    return pa.RecordBatch.from_arrays(
+        [pa.array(window_ids, pa.int64()), pa.array(splits, pa.string()), tokens,
+         pa.array(np.zeros(n, dtype=bool)), nulls, nulls, nulls, nulls], names=_PACKED_COLUMNS)
+
+
+def tokenize_and_pack(batches: Iterator, tok, window: int, partition_id: int) -> Iterator:
+    """Tokenise one partition's documents (in their shuffled order) and pack them into windows per split.
+
+    One pass does everything the job needs: encoding (one ``encode_batch`` per Arrow batch), packing,
+    and the accounting, so the text is read and tokenised exactly once.
 
     Args:
-        batches: DataFrames with ``split`` and ``tokens`` (arrays), in the partition's order.
-        window: tokens per window.
+        batches: ``pyarrow.RecordBatch`` es with ``split`` (str), ``text`` (str or null) and ``n_bytes``
+            (UTF-8 bytes of the text), in the partition's order.
+        tok: a ``model.tokenizer.TextTokenizer``; every document gets ``<|endoftext|>`` appended.
+        window: tokens per window (``block_size + 1``).
         partition_id: this partition's index; window ids are ``partition_id << 32 | n``, so they are
             unique and deterministic without any coordination between partitions.
 
     Yields:
-        DataFrames with ``window_id, split, tokens, is_tail``; one tail row per split (possibly
-        empty) so the job can count the tokens that did not fill a window.
+        ``pyarrow.RecordBatch`` es with the columns of ``PACKED_SCHEMA``: full windows (``is_tail``
+        false, stats null), then one tail row per split seen, ``window_id = partition_id << 32 |
+        0xFFFFFFFF``, holding the tail tokens (< one window) and the split's stats in this partition:
+        ``docs`` (tokenised), ``docs_failed``, ``n_tokens`` (incl. EOS) and ``n_bytes`` (of tokenised docs).
     """
-    packers: dict[str, WindowPacker] = {}
+    import pyarrow as pa
+
+    carry: dict[str, np.ndarray] = {}
     counters: dict[str, int] = {}
+    stats: dict[str, list[int]] = {}  # split -> [docs, docs_failed, n_tokens, n_bytes]
     base = partition_id << 32
     for batch in batches:
-        out = []
-        for split, tokens in zip(batch["split"], batch["tokens"]):
-            packer = packers.setdefault(split, WindowPacker(window))
-            for w in packer.add(tokens):
-                n = counters.get(split, 0)
-                counters[split] = n + 1
-                out.append((base + n * 2 + (split == "val"), split, w, False))
-        if out:
-            yield pd.DataFrame(out, columns=["window_id", "split", "tokens", "is_tail"])
-    tails = [(base | 0xFFFFFFFF, split, packer.finish(), True) for split, packer in packers.items()]
-    if tails:
-        yield pd.DataFrame(tails, columns=["window_id", "split", "tokens", "is_tail"])
+        splits = batch.column("split").to_pylist()
+        nbytes = batch.column("n_bytes").to_numpy(zero_copy_only=False)
+        enc = tokenize_texts(tok, pd.Series(batch.column("text").to_pylist(), dtype=object))
+        for split in dict.fromkeys(splits):
+            rows = [i for i, s in enumerate(splits) if s == split]
+            st = stats.setdefault(split, [0, 0, 0, 0])
+            arrays = []
+            for i in rows:
+                a = enc["tokens"].iat[i]
+                if a is None:
+                    st[1] += 1
+                else:
+                    arrays.append(a)
+                    st[0] += 1
+                    st[2] += len(a)
+                    st[3] += int(nbytes[i])
+            stream = np.concatenate([carry.get(split, np.empty(0, np.int32)), *arrays])
+            n_full = len(stream) // window
+            carry[split] = stream[n_full * window:].copy()
+            if n_full:
+                n0 = counters.get(split, 0)
+                counters[split] = n0 + n_full
+                ids = base + (n0 + np.arange(n_full, dtype=np.int64)) * 2 + (split == "val")
+                yield _packed_batch(ids, [split] * n_full, stream[: n_full * window], window)
+    if stats:
+        names = list(stats)
+        tails = [carry.get(s, np.empty(0, np.int32)) for s in names]
+        offsets = np.concatenate([[0], np.cumsum([len(t) for t in tails])]).astype(np.int32)
+        flat = np.concatenate(tails) if tails else np.empty(0, np.int32)
+        yield pa.RecordBatch.from_arrays(
+            [pa.array([base | 0xFFFFFFFF] * len(names), pa.int64()), pa.array(names, pa.string()),
+             pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.int32())),
+             pa.array([True] * len(names))]
+            + [pa.array([stats[s][k] for s in names], pa.int64()) for k in range(4)], names=_PACKED_COLUMNS)
 
 
 def make_tokenize_udf(tokenizer_path: str, add_eos: bool = True):
