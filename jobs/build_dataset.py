@@ -15,10 +15,14 @@ Parquet stores it compactly, and pyarrow hands the trainer a flat int32 buffer w
 - Packing: each partition concatenates its documents (each ending in ``<|endoftext|>``) and cuts
   windows; the tail of each partition and split (< one window) is dropped and counted.
 - One pass: tokenising, packing and the accounting (docs, tokens, bytes, tails) happen in a single
-  ``mapInArrow`` after the shuffle; the windows are persisted, their stats rows collected, then written.
+  ``mapInArrow`` after the shuffle that streams the windows straight into the Delta write; the counts
+  come back through an accumulator and are checked against the rows the write committed. Nothing
+  is cached or read twice.
 - Metadata (tokenizer sha256, vocab and block size, documents, tokens, windows per split, input
-  table version) goes into the Delta commit (``userMetadata``), the runs table and
-  ``TOKENIZER_OUT/dataset.json``.
+  table version) is committed right after the data, as the table property ``lakelm.dataset`` with the
+  same JSON in that commit's ``userMetadata`` (the version the trainer pins), and goes to the runs
+  table and ``TOKENIZER_OUT/dataset.json``. A run that dies between the two commits leaves a
+  version without metadata, which ``jobs/train.py`` refuses with a clear error.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from jobs.spark import get_spark
 from udfs import columns as C
 
 log = logging.getLogger("jobs.build_dataset")
+
+DATASET_PROPERTY = "lakelm.dataset"  # table property holding the dataset metadata (JSON)
 
 
 @dataclass(frozen=True)
@@ -76,16 +82,37 @@ def build_tokenizer(spark, docs, cfg: DatasetConfig):
     return train_bpe((r[0] for r in sample.toLocalIterator()), cfg.vocab_size)
 
 
-def transform(docs, tokenizer_path: str, cfg: DatasetConfig):
-    """Documents -> packed windows plus one tail/stats row per (pack partition, split).
+class _SplitStats:
+    """Spark accumulator of per-split counts (`udfs.tokenize.STAT_FIELDS`): tasks add, the driver reads.
+
+    Updates from the write's tasks reach the driver once per partition: Spark merges the accumulator
+    updates of a result stage only from a partition's first successful attempt, so retried or
+    speculative tasks are not counted twice (and the job checks the sums against the rows written).
+    """
+
+    @staticmethod
+    def zero(value):
+        return {}
+
+    @staticmethod
+    def addInPlace(a, b):
+        from udfs.tokenize import add_stats
+
+        return add_stats(a, b)
+
+
+def transform(docs, tokenizer_path: str, cfg: DatasetConfig, stats_acc=None):
+    """Documents -> packed windows (``window_id``, ``split``, ``tokens``), counting into ``stats_acc``.
 
     One pass: split and order keys and byte counts are computed in the JVM, the text is shuffled into
     ``pack_partitions`` hash partitions, sorted, then tokenised, packed and counted by one
-    ``mapInArrow`` (`udfs.tokenize.tokenize_and_pack`), so nothing is re-read or re-tokenised.
+    ``mapInArrow`` (`udfs.tokenize.tokenize_and_pack`), so nothing is re-read or re-tokenised. Each
+    partition adds its per-split counts to ``stats_acc`` (an accumulator of `_SplitStats`, or None)
+    once it has emitted its last window.
     """
     from pyspark.sql import functions as F
 
-    from udfs.tokenize import PACKED_SCHEMA, load_tokenizer_cached, tokenize_and_pack
+    from udfs.tokenize import WINDOWS_SCHEMA, load_tokenizer_cached, tokenize_and_pack
 
     is_val = (F.abs(F.xxhash64(F.lit(cfg.seed), F.lit("split"), C.DOC_ID)) % 1_000_000) < int(cfg.val_fraction * 1_000_000)
     window = cfg.block_size + 1
@@ -94,7 +121,10 @@ def transform(docs, tokenizer_path: str, cfg: DatasetConfig):
         from pyspark import TaskContext
 
         tok = load_tokenizer_cached(tokenizer_path)
-        yield from tokenize_and_pack(batches, tok, window, TaskContext.get().partitionId())
+        stats: dict[str, list[int]] = {}
+        yield from tokenize_and_pack(batches, tok, window, TaskContext.get().partitionId(), stats)
+        if stats_acc is not None:
+            stats_acc.add(stats)
 
     return (
         docs.select(C.DOC_ID, C.TEXT, F.when(is_val, "val").otherwise("train").alias("split"),
@@ -103,8 +133,13 @@ def transform(docs, tokenizer_path: str, cfg: DatasetConfig):
         .repartition(cfg.pack_partitions, "order_key")
         .sortWithinPartitions("order_key", C.DOC_ID)
         .select("split", C.TEXT, "n_bytes")
-        .mapInArrow(pack, PACKED_SCHEMA)
+        .mapInArrow(pack, WINDOWS_SCHEMA)
     )
+
+
+def _sql_string(value: str) -> str:
+    """A Spark SQL string literal of ``value``."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def export_bin(spark, path: str, out_dir: str) -> dict[str, int]:
@@ -126,9 +161,6 @@ def export_bin(spark, path: str, out_dir: str) -> dict[str, int]:
 
 
 def run(spark, cfg: DatasetConfig, record) -> None:
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
     if cfg.tokenizer and cfg.char_level:
         raise cli.UsageError("pass either --tokenizer or --char-level, not both")
     version = table_version(spark, cfg.input)
@@ -144,35 +176,41 @@ def run(spark, cfg: DatasetConfig, record) -> None:
     tok_path = os.path.join(cfg.tokenizer_out, "tokenizer.json")
     tok.save(tok_path)
 
-    packed = transform(docs, tok_path, cfg).persist(StorageLevel.MEMORY_AND_DISK)
-    stats = packed.filter("is_tail").select("split", F.size("tokens").alias("tail"), "docs", "docs_failed",
-                                            "n_tokens", "n_bytes").collect()  # the only pass over the text
-    windows = {s: 0 for s in ("train", "val")}
-    tail = {s: 0 for s in ("train", "val")}
-    docs_ok, tokens, errors, n_bytes = {}, {}, 0, 0
-    for r in stats:
-        tail[r.split] += int(r.tail)
-        docs_ok[r.split] = docs_ok.get(r.split, 0) + int(r.docs)
-        tokens[r.split] = tokens.get(r.split, 0) + int(r.n_tokens)
-        errors += int(r.docs_failed)
-        n_bytes += int(r.n_bytes)
-    for split in ("train", "val"):  # every token is in a window or in the counted tail
-        windows[split] = (tokens.get(split, 0) - tail[split]) // (cfg.block_size + 1)
-    docs_ok = {s: n for s, n in docs_ok.items() if n}
-    tokens = {s: tokens[s] for s in docs_ok}
+    from delta.tables import DeltaTable
+
+    from udfs.tokenize import STAT_FIELDS
+
+    acc = spark.sparkContext.accumulator({}, _SplitStats())
+    (transform(docs, tok_path, cfg, acc)  # the only pass over the text: tokenise, pack, write, count
+     .write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(cfg.output))
+    stats = {split: dict(zip(STAT_FIELDS, values)) for split, values in acc.value.items()}
+    window = cfg.block_size + 1
+    windows = {s: (stats[s]["tokens"] - stats[s]["tail_tokens"]) // window if s in stats else 0 for s in ("train", "val")}
+    written = DeltaTable.forPath(spark, cfg.output).history(1).first()
+    rows_written = int((written.operationMetrics or {}).get("numOutputRows", -1))
+    if rows_written != sum(windows.values()):  # every token is in a window or in the counted tail
+        raise RuntimeError(f"the counts do not match the table: {sum(windows.values())} windows counted, "
+                           f"{rows_written} rows written to {cfg.output} (version {written.version})")
+    docs_ok = {s: st["docs"] for s, st in stats.items() if st["docs"]}
     meta = {
         "tokenizer_sha256": tok.sha256, "tokenizer_path": os.path.abspath(tok_path), "vocab_size": tok.vocab_size, "block_size": cfg.block_size,
         "char_level": cfg.char_level, "seed": cfg.seed, "input": cfg.input, "input_version": version,
-        "docs": docs_ok, "docs_failed": errors, "tokens": tokens, "windows": windows, "tail_tokens": tail,
-        "bytes_per_token": float(n_bytes) / max(sum(tokens.values()), 1),
+        "docs": docs_ok, "docs_failed": sum(st["docs_failed"] for st in stats.values()),
+        "tokens": {s: stats[s]["tokens"] for s in docs_ok}, "windows": windows,
+        "tail_tokens": {s: stats[s]["tail_tokens"] if s in stats else 0 for s in ("train", "val")},
+        "bytes_per_token": float(sum(st["bytes"] for st in stats.values())) / max(sum(st["tokens"] for st in stats.values()), 1),
+        "data_version": int(written.version),
     }
+    # the metadata commit: table property + commit userMetadata (what jobs/train.py reads at a version)
     spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", json.dumps(meta, sort_keys=True))
     try:
-        (packed.filter(~F.col("is_tail")).select("window_id", "split", "tokens")
-         .write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(cfg.output))
+        spark.sql(f"ALTER TABLE delta.`{cfg.output.replace('`', '``')}` SET TBLPROPERTIES "
+                  f"('{DATASET_PROPERTY}' = {_sql_string(json.dumps(meta, sort_keys=True))})")
     finally:
         spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
-    packed.unpersist()
+    tokens = meta["tokens"]
+    errors = meta["docs_failed"]
+    tail = meta["tail_tokens"]
     meta["output_version"] = table_version(spark, cfg.output)
     with open(os.path.join(cfg.tokenizer_out, "dataset.json"), "w", encoding="utf-8") as fh:
         json.dump(meta, fh, indent=2, sort_keys=True)

@@ -31,13 +31,23 @@ log = logging.getLogger("jobs.train")
 
 
 def dataset_metadata(spark, path: str, version: int) -> dict:
-    """The build_dataset metadata stored in the commit that wrote ``version`` (``userMetadata``)."""
+    """The build_dataset metadata of table version ``version``.
+
+    build_dataset commits the windows (version v), then the metadata (version v + 1: the table
+    property ``lakelm.dataset``, the same JSON as that commit's ``userMetadata``, with
+    ``data_version = v``). Both versions hold the same files, so either may be pinned.
+    """
     from delta.tables import DeltaTable
 
-    rows = DeltaTable.forPath(spark, path).history().filter(f"version = {int(version)}").select("userMetadata").collect()
-    if not rows or not rows[0].userMetadata:
-        raise cli.UsageError(f"{path} version {version} has no dataset metadata: was it written by build_dataset?")
-    return json.loads(rows[0].userMetadata)
+    v = int(version)
+    rows = (DeltaTable.forPath(spark, path).history().filter(f"version IN ({v}, {v + 1})")
+            .select("version", "userMetadata").collect())
+    found = {r.version: json.loads(r.userMetadata) for r in rows if r.userMetadata}
+    if v in found:
+        return found[v]
+    if found.get(v + 1, {}).get("data_version") == v:
+        return found[v + 1]
+    raise cli.UsageError(f"{path} version {version} has no dataset metadata: was it written by build_dataset?")
 
 
 def resolve_files(spark, path: str, version: int) -> list[str]:

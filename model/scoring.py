@@ -28,17 +28,28 @@ def _check_mask(idx: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return mask
 
 
+HEAD_CHUNK_TOKENS = 2048  # positions per lm_head + logsumexp chunk: (chunk, V) float32 logits stay cache-sized
+
+
 @torch.no_grad()
-def token_logprobs(model: GPT, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def token_logprobs(
+    model: GPT, idx: torch.Tensor, mask: torch.Tensor | None = None, chunk_tokens: int = HEAD_CHUNK_TOKENS
+) -> torch.Tensor:
     """Log-probability the model gives each actual next token (for scoring text).
 
     Position t scores token t+1 given tokens 0..t, so the first token is never scored: prepend the
     EOS id (GPT-2's document separator) to score a document's first token too.
 
+    Only real positions go through the output layer: the final hidden states of scored positions are
+    gathered (padding skipped), then ``lm_head`` and a log-sum-exp run over ``chunk_tokens`` of them at
+    a time. ``log p(y) = logit_y - logsumexp(logits)`` is what ``log_softmax`` computes, without ever
+    materialising a (B, T, V) tensor (512 MB for 32 x 1024 positions and 4096 ids).
+
     Args:
         model: a GPT in eval mode.
         idx: (B, T) int64 token ids, right-padded, T <= block_size (chunk longer texts).
         mask: (B, T) 1 for real tokens, 0 for right padding; None = no padding.
+        chunk_tokens: scored positions per output-layer chunk (bounds memory; >= 1).
 
     Returns:
         (B, T-1) float32 log-probs (natural log, <= 0); 0.0 where the scored token is padding.
@@ -48,10 +59,21 @@ def token_logprobs(model: GPT, idx: torch.Tensor, mask: torch.Tensor | None = No
         >>> summarize_logprobs(lp, mask[:, 1:], n_bytes)   # sums, mean NLL, perplexity, bits/byte
     """
     mask = _check_mask(idx, mask)
-    logits, _ = model(idx)  # (B, T, V)
-    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, V)
-    lp = logp.gather(-1, idx[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T-1)
-    return lp.masked_fill(~mask[:, 1:], 0.0)
+    if chunk_tokens < 1:
+        raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
+    target_mask = mask[:, 1:]  # (B, T-1): position t is scored when token t+1 is real
+    out = torch.zeros(target_mask.shape, dtype=torch.float32, device=idx.device)  # (B, T-1)
+    if out.numel() == 0:
+        return out
+    h = model.hidden_states(idx)[:, :-1][target_mask]  # (N, C), scored positions only
+    targets = idx[:, 1:][target_mask]  # (N,)
+    lp = torch.empty(targets.shape, dtype=torch.float32, device=idx.device)  # (N,)
+    for s in range(0, targets.numel(), chunk_tokens):
+        logits = model.lm_head(h[s : s + chunk_tokens]).float()  # (n, V)
+        picked = logits.gather(-1, targets[s : s + chunk_tokens].unsqueeze(-1)).squeeze(-1)  # (n,)
+        lp[s : s + chunk_tokens] = picked - torch.logsumexp(logits, dim=-1)
+    out[target_mask] = lp
+    return out
 
 
 def summarize_logprobs(

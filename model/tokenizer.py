@@ -54,6 +54,9 @@ class TextTokenizer:
             )
         self.eos_id: int = ids[EOS_TOKEN]
         self.pad_id: int = ids[PAD_TOKEN]
+        # encode_batch_fast (tokenizers >= 0.20) skips the character offsets we never use: the same
+        # ids, ~8-10% less CPU on byte-level BPE
+        self._encode_batch = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> TextTokenizer:
@@ -116,7 +119,7 @@ class TextTokenizer:
         return ids + [self.eos_id] if add_eos else ids
 
     def encode_batch(self, texts: Sequence[str], add_eos: bool = False) -> list[list[int]]:
-        """``encode`` for many texts, in parallel inside the Rust library.
+        """``encode`` for many texts, in parallel inside the Rust library (ids only, no offsets).
 
         Args:
             texts: the strings to encode, in order.
@@ -126,7 +129,7 @@ class TextTokenizer:
             One list of ids per text, in input order.
         """
         try:
-            encs = self._tok.encode_batch(list(texts), add_special_tokens=False)
+            encs = self._encode_batch(list(texts), add_special_tokens=False)
         except Exception as e:
             raise ValueError(f"cannot encode texts with this tokenizer ({e})") from e
         tail = [self.eos_id] if add_eos else []

@@ -3,7 +3,7 @@
 Pure core: `tokenize_texts` (a batch of texts -> token arrays + per-row errors) and `WindowPacker`
 (a stream of token arrays -> windows of ``block_size + 1`` tokens). The Spark adapters
 (`make_tokenize_udf`; `tokenize_and_pack`, which the job runs through ``mapInArrow`` to tokenise, pack
-and count in one pass) are thin: the tokenizer is loaded once per Python worker
+and count in one pass, the counts leaving through a Spark accumulator) are thin: the tokenizer is loaded once per Python worker
 and cached by path and file identity.
 """
 
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 _TOKENIZERS: dict[tuple, object] = {}
+_EMPTY = np.empty(0, dtype=np.int32)
 
 
 def load_tokenizer_cached(path: str):
@@ -30,6 +31,40 @@ def load_tokenizer_cached(path: str):
     return tok
 
 
+def encode_rows(tok, values: list, add_eos: bool = True) -> tuple[list[np.ndarray | None], list[str | None]]:
+    """Encode a list of texts: int32 token arrays (None where a row fails) and per-row errors.
+
+    Null and empty texts get ``null_text`` / ``empty_text``; a text the tokenizer refuses gets its
+    message (the batch is redone row by row to find it). One ``encode_batch`` call per list otherwise.
+    """
+    ok = [isinstance(t, str) and t != "" for t in values]
+    good = [t for t, k in zip(values, ok) if k]
+    failures: dict[int, str] = {}
+    try:
+        encoded: list = tok.encode_batch(good, add_eos=add_eos)
+    except ValueError:  # one bad text fails the whole batch: redo row by row to find it
+        encoded = []
+        for i, t in enumerate(good):
+            try:
+                encoded.append(tok.encode(t, add_eos=add_eos))
+            except ValueError as exc:
+                encoded.append(None)
+                failures[i] = str(exc)[:200]
+    tokens: list[np.ndarray | None] = []
+    errors: list[str | None] = []
+    j = 0
+    for t, k in zip(values, ok):
+        if not k:
+            tokens.append(None)
+            errors.append("empty_text" if isinstance(t, str) else "null_text")
+            continue
+        ids = encoded[j]
+        tokens.append(None if ids is None else np.asarray(ids, dtype=np.int32))
+        errors.append(failures.get(j))
+        j += 1
+    return tokens, errors
+
+
 def tokenize_texts(tok, texts: pd.Series, add_eos: bool = True) -> pd.DataFrame:
     """Encode a batch of texts; a text that cannot be encoded gets an error, not an exception.
 
@@ -42,31 +77,7 @@ def tokenize_texts(tok, texts: pd.Series, add_eos: bool = True) -> pd.DataFrame:
         DataFrame aligned with ``texts``: ``tokens`` (int32 numpy arrays, None on error),
         ``n_tokens`` (int, 0 on error), ``error`` (None when fine).
     """
-    values = list(texts)
-    ok = [isinstance(t, str) and t != "" for t in values]
-    good = [t for t, k in zip(values, ok) if k]
-    try:
-        encoded = iter(tok.encode_batch(good, add_eos=add_eos))
-        failures: dict[int, str] = {}
-    except ValueError:  # one bad text fails the whole batch: redo row by row to find it
-        encoded_list, failures = [], {}
-        for i, t in enumerate(good):
-            try:
-                encoded_list.append(tok.encode(t, add_eos=add_eos))
-            except ValueError as exc:
-                encoded_list.append(None)
-                failures[i] = str(exc)[:200]
-        encoded = iter(encoded_list)
-    tokens, errors, j = [], [], 0
-    for t, k in zip(values, ok):
-        if not k:
-            tokens.append(None)
-            errors.append("empty_text" if isinstance(t, str) else "null_text")
-            continue
-        ids = next(encoded)
-        tokens.append(None if ids is None else np.asarray(ids, dtype=np.int32))
-        errors.append(failures.get(j))
-        j += 1
+    tokens, errors = encode_rows(tok, list(texts), add_eos)
     n = [0 if a is None else len(a) for a in tokens]
     return pd.DataFrame({"tokens": tokens, "n_tokens": n, "error": errors}, index=texts.index)
 
@@ -83,7 +94,7 @@ class WindowPacker:
 
     Example:
         >>> p = WindowPacker(4)
-        >>> [w.tolist() for w in p.add(np.arange(10))]
+        >>> p.add([np.arange(3), np.arange(3, 10)]).tolist()
         [[0, 1, 2, 3], [4, 5, 6, 7]]
         >>> p.finish().tolist()
         [8, 9]
@@ -93,19 +104,19 @@ class WindowPacker:
         if window < 2:
             raise ValueError(f"window must be >= 2 tokens, got {window}")
         self.window = window
-        self._carry = np.empty(0, dtype=np.int32)
+        self._carry = _EMPTY
 
-    def add(self, tokens: np.ndarray) -> list[np.ndarray]:
-        """Append ``tokens``; return the windows completed by them, in stream order."""
-        stream = np.concatenate([self._carry, np.asarray(tokens, dtype=np.int32)])
+    def add(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """Append ``arrays`` (in order); return the windows they complete as an (n, window) int32 array."""
+        stream = np.concatenate([self._carry, *arrays]).astype(np.int32, copy=False)
         n_full = len(stream) // self.window
         cut = n_full * self.window
         self._carry = stream[cut:].copy()
-        return list(stream[:cut].reshape(n_full, self.window)) if n_full else []
+        return stream[:cut].reshape(n_full, self.window)
 
     def finish(self) -> np.ndarray:
         """The tail: tokens that did not fill a window. Resets the packer."""
-        tail, self._carry = self._carry, np.empty(0, dtype=np.int32)
+        tail, self._carry = self._carry, _EMPTY
         return tail
 
 
@@ -118,27 +129,31 @@ def distinct_chars(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         yield pd.DataFrame({"c": sorted(chars)})
 
 
-PACKED_SCHEMA = (
-    "window_id bigint, split string, tokens array<int>, is_tail boolean, "
-    "docs bigint, docs_failed bigint, n_tokens bigint, n_bytes bigint"
-)
-_PACKED_COLUMNS = ["window_id", "split", "tokens", "is_tail", "docs", "docs_failed", "n_tokens", "n_bytes"]
+WINDOWS_SCHEMA = "window_id bigint, split string, tokens array<int>"
+STAT_FIELDS = ("docs", "docs_failed", "tokens", "bytes", "tail_tokens")  # per split, in this order
+def add_stats(a: dict[str, list[int]], b: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Merge per-split stats ``b`` into ``a`` (field-wise sums, fields as `STAT_FIELDS`); returns ``a``."""
+    for split, values in b.items():
+        mine = a.setdefault(split, [0] * len(STAT_FIELDS))
+        for k, v in enumerate(values):
+            mine[k] += int(v)
+    return a
 
 
-def _packed_batch(window_ids, splits, flat: np.ndarray, window: int):
+def _windows_batch(window_ids: np.ndarray, split: str, flat: np.ndarray, window: int):
     """Arrow batch of full windows cut from ``flat`` (len(window_ids) * window tokens), zero-copy."""
     import pyarrow as pa
 
     n = len(window_ids)
     offsets = pa.array(np.arange(n + 1, dtype=np.int32) * window)
     tokens = pa.ListArray.from_arrays(offsets, pa.array(flat, type=pa.int32()))
-    nulls = pa.nulls(n, pa.int64())
-    return pa.RecordBatch.from_arrays(
-        [pa.array(window_ids, pa.int64()), pa.array(splits, pa.string()), tokens,
-         pa.array(np.zeros(n, dtype=bool)), nulls, nulls, nulls, nulls], names=_PACKED_COLUMNS)
+    splits = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([split])).cast(pa.string())
+    return pa.RecordBatch.from_arrays([pa.array(window_ids, pa.int64()), splits, tokens],
+                                      names=["window_id", "split", "tokens"])
 
 
-def tokenize_and_pack(batches: Iterator, tok, window: int, partition_id: int) -> Iterator:
+def tokenize_and_pack(batches: Iterator, tok, window: int, partition_id: int,
+                      stats: dict[str, list[int]]) -> Iterator:
     """Tokenise one partition's documents (in their shuffled order) and pack them into windows per split.
 
     One pass does everything the job needs: encoding (one ``encode_batch`` per Arrow batch), packing,
@@ -151,54 +166,42 @@ def tokenize_and_pack(batches: Iterator, tok, window: int, partition_id: int) ->
         window: tokens per window (``block_size + 1``).
         partition_id: this partition's index; window ids are ``partition_id << 32 | n``, so they are
             unique and deterministic without any coordination between partitions.
+        stats: filled per split seen, as `STAT_FIELDS`: documents tokenised, documents failed (null,
+            empty or refused text), tokens (EOS included), UTF-8 bytes of the tokenised documents, and
+            the tail: tokens left after the last full window, dropped and counted. Complete once the
+            generator is exhausted; then ``tokens = windows * window + tail_tokens`` for every split.
 
     Yields:
-        ``pyarrow.RecordBatch`` es with the columns of ``PACKED_SCHEMA``: full windows (``is_tail``
-        false, stats null), then one tail row per split seen, ``window_id = partition_id << 32 |
-        0xFFFFFFFF``, holding the tail tokens (< one window) and the split's stats in this partition:
-        ``docs`` (tokenised), ``docs_failed``, ``n_tokens`` (incl. EOS) and ``n_bytes`` (of tokenised docs).
+        ``pyarrow.RecordBatch`` es of full windows: ``window_id``, ``split``, ``tokens`` (``window`` ids).
     """
-    import pyarrow as pa
-
-    carry: dict[str, np.ndarray] = {}
+    packers: dict[str, WindowPacker] = {}
     counters: dict[str, int] = {}
-    stats: dict[str, list[int]] = {}  # split -> [docs, docs_failed, n_tokens, n_bytes]
     base = partition_id << 32
     for batch in batches:
         splits = batch.column("split").to_pylist()
-        nbytes = batch.column("n_bytes").to_numpy(zero_copy_only=False)
-        enc = tokenize_texts(tok, pd.Series(batch.column("text").to_pylist(), dtype=object))
+        nbytes = batch.column("n_bytes").to_pylist()
+        tokens, _ = encode_rows(tok, batch.column("text").to_pylist(), add_eos=True)
         for split in dict.fromkeys(splits):
-            rows = [i for i, s in enumerate(splits) if s == split]
-            st = stats.setdefault(split, [0, 0, 0, 0])
+            st = stats.setdefault(split, [0] * len(STAT_FIELDS))
             arrays = []
-            for i in rows:
-                a = enc["tokens"].iat[i]
+            for a, s, nb in zip(tokens, splits, nbytes):
+                if s != split:
+                    continue
                 if a is None:
                     st[1] += 1
                 else:
                     arrays.append(a)
                     st[0] += 1
                     st[2] += len(a)
-                    st[3] += int(nbytes[i])
-            stream = np.concatenate([carry.get(split, np.empty(0, np.int32)), *arrays])
-            n_full = len(stream) // window
-            carry[split] = stream[n_full * window:].copy()
-            if n_full:
+                    st[3] += nb or 0
+            full = packers.setdefault(split, WindowPacker(window)).add(arrays)  # (n, window)
+            if len(full):
                 n0 = counters.get(split, 0)
-                counters[split] = n0 + n_full
-                ids = base + (n0 + np.arange(n_full, dtype=np.int64)) * 2 + (split == "val")
-                yield _packed_batch(ids, [split] * n_full, stream[: n_full * window], window)
-    if stats:
-        names = list(stats)
-        tails = [carry.get(s, np.empty(0, np.int32)) for s in names]
-        offsets = np.concatenate([[0], np.cumsum([len(t) for t in tails])]).astype(np.int32)
-        flat = np.concatenate(tails) if tails else np.empty(0, np.int32)
-        yield pa.RecordBatch.from_arrays(
-            [pa.array([base | 0xFFFFFFFF] * len(names), pa.int64()), pa.array(names, pa.string()),
-             pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.int32())),
-             pa.array([True] * len(names))]
-            + [pa.array([stats[s][k] for s in names], pa.int64()) for k in range(4)], names=_PACKED_COLUMNS)
+                counters[split] = n0 + len(full)
+                ids = base + (n0 + np.arange(len(full), dtype=np.int64)) * 2 + (split == "val")
+                yield _windows_batch(ids, split, full.reshape(-1), window)
+    for split, st in stats.items():
+        st[4] += len(packers[split].finish()) if split in packers else 0
 
 
 def make_tokenize_udf(tokenizer_path: str, add_eos: bool = True):

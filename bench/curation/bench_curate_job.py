@@ -27,37 +27,11 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from proc_cpu import tree_cpu_seconds  # noqa: E402
+
 CHAIN = {"c4_lines_first": False, "normalize": {"enabled": False}, "langid": {"enabled": False},
          "pii": {"enabled": False}}
-
-
-def tree_cpu_seconds(root: int | None = None) -> float:
-    """CPU seconds (user + system, incl. reaped children) of ``root`` and all its descendants.
-
-    In local mode the JVM is a child of this process and the Python workers are children of the
-    JVM, so this counts everything the Spark job burns, whatever else loads the machine.
-    """
-    root = root or os.getpid()
-    tick = os.sysconf("SC_CLK_TCK")
-    parent, cpu = {}, {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parent[int(entry)] = int(fields[1])
-        cpu[int(entry)] = sum(int(x) for x in fields[11:15]) / tick
-    total = 0.0
-    for pid in cpu:
-        p = pid
-        while p and p != root:
-            p = parent.get(p, 0)
-        if p == root:
-            total += cpu[pid]
-    return total
 
 
 def datatrove_reasons(texts: dict[str, str], path: str) -> tuple[dict[str, str], float]:

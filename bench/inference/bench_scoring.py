@@ -8,6 +8,7 @@ Every variant scores the same texts with the same random GPT (block 1024, byte-l
 micro-batches of at most ``--batch-size`` rows and one torch thread per process:
 
     a. bare PyTorch in this process: ``udfs.scoring.score_texts`` (same length bucketing), 1 thread
+    a2. the same loop in 2 processes at once, every other text each (both cores busy, as under local[2])
     b. our iterator UDF (``make_score_udf``) on local[2], one thread per Python worker
     b2. the whole ``jobs/score.py`` job on a Delta copy of the input (read, score, MERGE, runs table)
     c. ``pyspark.ml.functions.predict_batch_udf`` used the straightforward way: DoubleType() return,
@@ -141,6 +142,47 @@ def bench_bare(model_path: Path, texts: list[str], batch_size: int, block: int, 
     return res
 
 
+def _bare_worker(model_path: str, texts: list[str], batch_size: int, block: int, barrier, out) -> None:
+    """One process of the concurrent bare loop: load, warm up, wait for the others, score its share."""
+    import torch
+
+    from model.artifact import load_artifact
+    from udfs.scoring import score_texts
+
+    torch.set_num_threads(1)
+    art = load_artifact(Path(model_path))
+    series = pd.Series(texts)
+    opts = {"token_budget": batch_size * block, "max_rows": batch_size}
+    score_texts(art.model, art.tokenizer, series[:50], **opts)
+    barrier.wait()
+    t0 = time.perf_counter()
+    score_texts(art.model, art.tokenizer, series, **opts)
+    out.put(time.perf_counter() - t0)
+
+
+def bench_bare_parallel(model_path: Path, texts: list[str], batch_size: int, block: int, procs: int) -> float:
+    """The bare loop in ``procs`` processes at once (1 thread each, every ``procs``-th text each): the
+    machine's per-core limit when all its cores are busy, as they are under ``local[procs]``.
+    Returns the wall seconds until the last process finished."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(procs + 1), ctx.Queue()
+    ps = [ctx.Process(target=_bare_worker, args=(str(model_path), texts[i::procs], batch_size, block, barrier, out))
+          for i in range(procs)]
+    for p in ps:
+        p.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    per_proc = [out.get() for _ in ps]
+    wall = time.perf_counter() - t0
+    for p in ps:
+        p.join()
+    LOADAVG[f"a_parallel_{procs}"] = round(os.getloadavg()[0], 2)
+    log.info("bare loop in %d processes: %s s each, %.1f s wall", procs, [round(x, 1) for x in per_proc], wall)
+    return wall
+
+
 def bench_spark(spark, model_path: Path, parquet: str, n: int, batch_size: int, block: int) -> dict:
     from pyspark.ml.functions import predict_batch_udf
     from pyspark.sql.functions import pandas_udf
@@ -244,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--block", type=int, default=1024)
     p.add_argument("--vocab", type=int, default=4096)
     p.add_argument("--new-tokens", type=int, default=128)
-    p.add_argument("--skip", default="", help="comma list of: bare,in_order,spark,job,generate")
+    p.add_argument("--skip", default="", help="comma list of: bare,in_order,bare_parallel,spark,job,generate")
     args = p.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     out = Path(args.out)
@@ -268,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"setup": info}
     if "bare" not in skip:
         results["bare_1_thread_s"] = bench_bare(model_path, texts, args.batch_size, args.block, "in_order" not in skip)
+    if "bare_parallel" not in skip:
+        results["bare_2_procs_s"] = bench_bare_parallel(model_path, texts, args.batch_size, args.block, 2)
     if not {"spark", "job"} <= skip:
         from jobs.spark import get_spark
 
@@ -285,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     rates = {}
     for name, sec in results.get("bare_1_thread_s", {}).items():
         rates[f"a_bare_{name}"] = (n / sec, 1)
+    if "bare_2_procs_s" in results:
+        rates["a2_bare_2_processes"] = (n / results["bare_2_procs_s"], 2)
     for name, sec in results.get("spark_local2_s", {}).items():
         rates[{"ours": "b_ours_udf", "predict_batch_udf": "c_predict_batch_udf", "naive_reload": "d_naive_reload"}[name]] = (n / sec, 2)
     for name, sec in results.get("score_job_s", {}).items():

@@ -71,9 +71,18 @@ def test_build_dataset_bpe(spark, gold):
     train_bin = np.fromfile(root / "bin" / "train.bin", dtype=np.uint16)
     assert len(train_bin) == meta["windows"]["train"] * 33
 
-    # the version's commit carries the metadata (lineage for the trainer)
-    commit = spark.sql(f"DESCRIBE HISTORY delta.`{out}`").orderBy("version", ascending=False).first()
+    # the windows are one commit, the metadata the next (lineage for the trainer): its userMetadata and
+    # the table property hold the same JSON, pointing back at the data commit
+    history = spark.sql(f"DESCRIBE HISTORY delta.`{out}`").orderBy("version", ascending=False).collect()
+    commit, data = history[0], history[1]
+    assert commit.version == meta["output_version"] and data.version == meta["data_version"] == commit.version - 1
     assert json.loads(commit.userMetadata)["tokenizer_sha256"] == meta["tokenizer_sha256"]
+    assert int(data.operationMetrics["numOutputRows"]) == sum(meta["windows"].values())
+    props = spark.sql(f"DESCRIBE DETAIL delta.`{out}`").first().properties
+    assert json.loads(props["lakelm.dataset"]) == json.loads(commit.userMetadata)
+    from jobs.train import dataset_metadata
+
+    assert dataset_metadata(spark, out, data.version) == dataset_metadata(spark, out, commit.version)
 
 
 def test_same_seed_same_table_and_char_level(spark, gold):

@@ -163,6 +163,20 @@ def test_token_logprobs_matches_loss_and_ignores_padding():
     assert scores["bits_per_byte"].item() == pytest.approx(-lp_pad.sum().item() / 5 / math.log(2), rel=1e-6)
 
 
+def test_token_logprobs_chunks_equal_log_softmax_of_the_full_logits():
+    m = _model(8)
+    idx = torch.randint(0, VOCAB, (3, 8), generator=torch.Generator().manual_seed(1))
+    mask = torch.tensor([[1] * 8, [1] * 5 + [0] * 3, [1] * 2 + [0] * 6])
+    logits, _ = m(idx)
+    want = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, idx[:, 1:, None]).squeeze(-1)
+    want = want.masked_fill(~mask[:, 1:].bool(), 0.0)
+    for chunk in (1, 3, 4096):  # chunk boundaries inside and across rows give the same numbers
+        torch.testing.assert_close(token_logprobs(m, idx, mask, chunk_tokens=chunk), want)
+    assert token_logprobs(m, idx[:, :1]).shape == (3, 0)
+    with pytest.raises(ValueError, match="chunk_tokens"):
+        token_logprobs(m, idx, mask, chunk_tokens=0)
+
+
 def test_left_padding_is_refused():
     m = _model()
     with pytest.raises(ValueError, match="padding must be on the right"):

@@ -47,6 +47,9 @@ def test_bpe_round_trip(bpe, text):
 def test_bpe_round_trip_batch_on_unseen_scripts(bpe):
     texts = UDHR[6:] + EDGE_CASES  # scripts not in the training text still round-trip (byte fallback)
     assert bpe.decode_batch(bpe.encode_batch(texts)) == texts
+    # the batch path (ids only, no offsets) gives exactly the ids of one-by-one encoding
+    all_texts = [SHAKESPEARE] + UDHR + EDGE_CASES
+    assert bpe.encode_batch(all_texts, add_eos=True) == [bpe.encode(t, add_eos=True) for t in all_texts]
 
 
 def test_bpe_specials_and_vocab(bpe):

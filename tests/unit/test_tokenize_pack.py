@@ -1,0 +1,62 @@
+"""udfs/tokenize.py: the packing core (pure: Arrow batches in, windows and counts out)."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from model.tokenizer import char_level_tokenizer
+from udfs.tokenize import STAT_FIELDS, WindowPacker, add_stats, encode_rows, tokenize_and_pack
+
+TOK = char_level_tokenizer("abcdefghij ")
+
+
+def _batch(rows):
+    texts = [t for _, t in rows]
+    return pa.RecordBatch.from_pydict({
+        "split": [s for s, _ in rows], "text": texts,
+        "n_bytes": [None if t is None else len(t.encode("utf-8")) for t in texts]})
+
+
+def test_window_packer_keeps_order_and_returns_the_tail():
+    p = WindowPacker(4)
+    assert p.add([np.array([1, 2], np.int32)]).shape == (0, 4)
+    got = p.add([np.array([3, 4, 5], np.int32), np.array([6, 7, 8, 9, 10], np.int32)])
+    assert got.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    assert p.finish().tolist() == [9, 10] and p.finish().tolist() == []
+    with pytest.raises(ValueError):
+        WindowPacker(1)
+
+
+def test_pack_counts_every_token_and_splits_streams():
+    rows = [("train", "abc"), ("val", "hij"), ("train", None), ("train", "defg"), ("val", ""),
+            ("train", "ab ab ab"), ("train", "\u00e9\u00e9")]  # a character the tokenizer refuses
+    batches = [_batch(rows[:3]), _batch(rows[3:])]
+    stats = {}
+    out = list(tokenize_and_pack(iter(batches), TOK, window=5, partition_id=3, stats=stats))
+    table = pa.Table.from_batches(out)
+    windows = table.to_pydict()
+    assert all(len(w) == 5 for w in windows["tokens"])
+    ids = windows["window_id"]
+    assert len(set(ids)) == len(ids) and all(i >> 32 == 3 for i in ids)
+    assert all((i & 1) == (s == "val") for i, s in zip(ids, windows["split"]))
+    # train stream: abc<eos> defg<eos> ab ab ab<eos> = 4 + 5 + 9 = 18 tokens -> 3 windows + tail 3
+    eos = TOK.eos_id
+    train = [t for w, s in zip(windows["tokens"], windows["split"]) if s == "train" for t in w]
+    want = TOK.encode("abc", True) + TOK.encode("defg", True) + TOK.encode("ab ab ab", True)
+    assert train == want[:15]
+    got = {s: dict(zip(STAT_FIELDS, v)) for s, v in stats.items()}
+    assert got["train"] == {"docs": 3, "docs_failed": 2, "tokens": 18, "bytes": 15, "tail_tokens": 3}
+    assert got["val"] == {"docs": 1, "docs_failed": 1, "tokens": 4, "bytes": 3, "tail_tokens": 4}
+    assert windows["split"].count("val") == 0 and train.count(eos) == 2
+
+
+def test_encode_rows_reports_bad_rows_without_failing_the_batch():
+    tokens, errors = encode_rows(TOK, ["ab", None, "", "\u00e9", "j"], add_eos=False)
+    assert [None if t is None else t.tolist() for t in tokens] == [TOK.encode("ab"), None, None, None, TOK.encode("j")]
+    assert errors[:3] == [None, "null_text", "empty_text"] and errors[3] and errors[4] is None
+
+
+def test_add_stats_sums_field_wise():
+    a = {"train": [1, 0, 10, 12, 3]}
+    add_stats(a, {"train": [2, 1, 5, 6, 1], "val": [1, 0, 4, 4, 4]})
+    assert a == {"train": [3, 1, 15, 18, 4], "val": [1, 0, 4, 4, 4]}
