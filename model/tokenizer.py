@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 EOS_TOKEN = "<|endoftext|>"  # GPT-2's document separator
 PAD_TOKEN = "<|pad|>"
+# texts per Rust batch call in ``encode_batch``: with ids-only encoding, slices of a few hundred texts
+# took ~20% less CPU than one call over 10,000 (the batch's working set stays in cache)
+ENCODE_SLICE = 512
 SPECIAL_TOKENS = (EOS_TOKEN, PAD_TOKEN)
 
 
@@ -128,12 +131,16 @@ class TextTokenizer:
         Returns:
             One list of ids per text, in input order.
         """
-        try:
-            encs = self._encode_batch(list(texts), add_special_tokens=False)
-        except Exception as e:
-            raise ValueError(f"cannot encode texts with this tokenizer ({e})") from e
+        texts = list(texts)
         tail = [self.eos_id] if add_eos else []
-        return [enc.ids + tail for enc in encs]
+        out: list[list[int]] = []
+        for i in range(0, len(texts), ENCODE_SLICE):
+            try:
+                encs = self._encode_batch(texts[i : i + ENCODE_SLICE], add_special_tokens=False)
+            except Exception as e:
+                raise ValueError(f"cannot encode texts with this tokenizer ({e})") from e
+            out += [enc.ids + tail for enc in encs]
+        return out
 
     def decode(self, ids: Sequence[int], skip_special: bool = False) -> str:
         """Text of ``ids``.
