@@ -120,9 +120,14 @@ def transform(docs, tokenizer_path: str, cfg: DatasetConfig, stats_acc=None):
     def pack(batches):
         from pyspark import TaskContext
 
+        from udfs.faults import maybe_kill_worker
+
         tok = load_tokenizer_cached(tokenizer_path)
         stats: dict[str, list[int]] = {}
-        yield from tokenize_and_pack(batches, tok, window, TaskContext.get().partitionId(), stats)
+        for i, out in enumerate(tokenize_and_pack(batches, tok, window, TaskContext.get().partitionId(), stats)):
+            yield out
+            if i == 0:
+                maybe_kill_worker("build_dataset")  # test-only fault switch, after the first windows left
         if stats_acc is not None:
             stats_acc.add(stats)
 

@@ -3,7 +3,7 @@
     spark-submit --properties-file spark-defaults.conf jobs/score.py \\
         --input lake/gold --model models/m1 --task score --output lake/scores \\
         [--text-col text] [--id-col doc_id] [--lake lake] [--stream --checkpoint DIR] [--config f.json] \\
-        [--token-budget 8192] [--max-rows 64] [--max-len N] [--stride N] [--max-new-tokens 64] ...
+        [--token-budget N] [--precision fp32|bf16|auto] [--max-rows 64] [--max-len N] [--stride N] [--max-new-tokens 64] ...
 
 Reads the input at its latest Delta version and writes one row per (doc_id, model_hash) with the
 task's outputs (see ``udfs.scoring``), ``content_hash`` of the text and lineage (model_name,
@@ -61,7 +61,7 @@ class ScoreConfig:
     checkpoint: str | None = None  # required with stream
     partitions: int = 0  # tasks the model runs in; 0 = spark.default.parallelism (all task slots)
     sub_batch_rows: int = S.DEFAULT_SUB_BATCH_ROWS
-    token_budget: int = S.DEFAULT_TOKEN_BUDGET
+    token_budget: int | None = S.DEFAULT_TOKEN_BUDGET  # None = by device (2048 on CPU, 32768 on GPU)
     max_rows: int = S.DEFAULT_MAX_ROWS
     max_len: int | None = None  # None = the model's block_size
     stride: int | None = None  # score: None = max_len // 2
@@ -70,20 +70,25 @@ class ScoreConfig:
     top_k: int | None = None
     top_p: float | None = None
     seed: int | None = 0  # generate: per-row seed, so outputs do not depend on batching
+    precision: str = "fp32"  # score/embed: fp32 | bf16 | auto (bf16 where the hardware has it)
 
     def __post_init__(self) -> None:
         if self.task not in S.TASKS:
             raise ValueError(f"--task must be one of {S.TASKS}, got {self.task!r}")
+        if self.precision not in S.PRECISIONS:
+            raise ValueError(f"--precision must be one of {S.PRECISIONS}, got {self.precision!r}")
         if self.stream and not self.checkpoint:
             raise ValueError("--stream needs --checkpoint DIR (where the stream records its progress)")
 
     def task_options(self) -> dict:
         """Keyword options of the task's core function (``udfs.scoring.score_texts`` ...)."""
-        common = {"token_budget": self.token_budget, "max_rows": self.max_rows}
+        common = {"max_rows": self.max_rows}
+        if self.token_budget is not None:  # else each task's own default (by device for score/embed)
+            common["token_budget"] = self.token_budget
         if self.task == "score":
-            return {**common, "max_len": self.max_len, "stride": self.stride}
+            return {**common, "max_len": self.max_len, "stride": self.stride, "precision": self.precision}
         if self.task == "embed":
-            return {**common, "max_len": self.max_len}
+            return {**common, "max_len": self.max_len, "precision": self.precision}
         return {**common, "max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
                 "top_k": self.top_k, "top_p": self.top_p, "seed": self.seed}
 
@@ -225,6 +230,7 @@ def build_parser(description: str, stream: bool = True) -> argparse.ArgumentPars
     p.add_argument("--model", help="model artifact folder (required)")
     p.add_argument("--output", help="output Delta table (default: LAKE/scores)")
     p.add_argument("--task", choices=S.TASKS)
+    p.add_argument("--precision", choices=S.PRECISIONS, help="score/embed arithmetic (default fp32)")
     for flag, typ in (("--text-col", str), ("--id-col", str), ("--partitions", int), ("--sub-batch-rows", int),
                       ("--token-budget", int), ("--max-rows", int), ("--max-len", int), ("--stride", int),
                       ("--max-new-tokens", int), ("--temperature", float), ("--top-k", int), ("--top-p", float),

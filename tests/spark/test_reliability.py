@@ -86,6 +86,34 @@ def test_score_survives_a_killed_python_worker(spark, tmp_path):
     assert sum(r["error"] is None for r in faulty) == len(docs)
 
 
+def test_build_dataset_survives_a_killed_python_worker_without_double_counting(spark, tmp_path):
+    """A worker killed after its first windows were sent: the retried task rewrites them, and the
+    accumulated counts (docs, tokens, tails) match the clean run and the rows committed."""
+    docs = [(r["id"], r["text"]) for r in map(json.loads, (DATA / "cc2019_slice.jsonl").read_text().splitlines())
+            if r["text"].strip()]
+    gold = str(tmp_path / "gold")
+    spark.createDataFrame(docs, "doc_id string, text string").repartition(3).write.format("delta").save(gold)
+    markers = tmp_path / "markers"
+    results = {}
+    for name, env in (("clean", {}), ("faulty", {"LAKELM_FAULT_KILL_PARTITION": "1",
+                                                 "LAKELM_FAULT_MARKER_DIR": str(markers)})):
+        lake = tmp_path / name
+        proc = spark_submit("local[2,3]", "jobs/build_dataset.py", "--input", gold, "--lake", str(lake),
+                            "--tokenizer-out", str(lake / "tok"), "--char-level", "--block-size", "64", env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        meta = json.loads((lake / "tok" / "dataset.json").read_text())
+        results[name] = (_content_hash(spark, lake / "tokens", ["window_id", "split", "tokens"]),
+                         {k: meta[k] for k in ("docs", "docs_failed", "tokens", "windows", "tail_tokens")})
+    killed = sorted(p.name for p in markers.iterdir())
+    assert killed and all(k.startswith("build_dataset-") for k in killed), killed  # the worker really was killed
+    assert results["faulty"] == results["clean"]
+    (n_windows, _), meta = results["clean"]
+    assert n_windows == sum(meta["windows"].values()) > 0
+    assert sum(meta["docs"].values()) + meta["docs_failed"] == len(docs)
+    for split in meta["tokens"]:
+        assert meta["windows"][split] * 65 + meta["tail_tokens"][split] == meta["tokens"][split]
+
+
 def test_bad_input_end_to_end_every_record_accounted_for(spark, tmp_path):
     """A corpus of every kind of bad record (tests/bad_input.py, with a real 50 MiB document) through
     ingest (spark-submit, 1 GiB driver, default limits) -> curate -> dedup -> score: every job exits 0

@@ -130,6 +130,25 @@ def test_score_texts_window_options_and_budget_do_not_change_results(tiny):
         assert got == pytest.approx(reference_score(tiny.model, tiny.tokenizer, text, 16, 5)[0], abs=1e-4)
 
 
+def test_bf16_precision_is_close_to_fp32_and_the_default_budget_follows_the_device(tiny):
+    texts = pd.Series([t for t in mixed_texts() if t and "\u00e9" not in t])
+    fp32 = S.score_texts(tiny.model, tiny.tokenizer, texts)  # defaults: fp32, CPU token budget
+    assert S._token_budget(None, torch.device("cpu")) == S.CPU_TOKEN_BUDGET
+    assert S._token_budget(None, torch.device("cuda")) == S.GPU_TOKEN_BUDGET
+    assert S._token_budget(7, torch.device("cpu")) == 7
+    pinned = S.score_texts(tiny.model, tiny.tokenizer, texts, token_budget=S.CPU_TOKEN_BUDGET, precision="fp32")
+    pd.testing.assert_frame_equal(fp32, pinned)
+    bf16 = S.score_texts(tiny.model, tiny.tokenizer, texts, precision="bf16")
+    assert bf16.error.isna().all() and (bf16.n_tokens == fp32.n_tokens).all()
+    np.testing.assert_allclose(bf16.mean_nll, fp32.mean_nll, rtol=2e-2)
+    assert not np.allclose(bf16.sum_logprob, fp32.sum_logprob, rtol=1e-7, atol=0)  # bf16 really ran
+    emb16 = S.embed_texts(tiny.model, tiny.tokenizer, texts, precision="bf16")
+    emb32 = S.embed_texts(tiny.model, tiny.tokenizer, texts)
+    np.testing.assert_allclose(np.stack(emb16.embedding), np.stack(emb32.embedding), atol=5e-2)
+    with pytest.raises(ValueError, match="precision"):
+        S.score_texts(tiny.model, tiny.tokenizer, texts, precision="fp16")
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [(None, "null_text"), (float("nan"), "null_text"), ("", "empty_text"), ("caf\u00e9", "encode_failed: "), ("ok", None)],
