@@ -242,6 +242,7 @@ class GPT(nn.Module):
         seed: int | None = None,
         eos_id: int | None = None,
         use_cache: bool = True,
+        per_row_seed: bool = False,
     ) -> torch.Tensor:
         """Continue each row of ``idx`` by up to ``max_new_tokens`` tokens. Call ``model.eval()`` first.
 
@@ -259,16 +260,19 @@ class GPT(nn.Module):
             eos_id: a row stops after emitting it, later positions are filled with it; generation ends
                 when every row has stopped. None = never stop early.
             use_cache: False recomputes the whole context every step (slow; for checking the cache).
+            per_row_seed: give every row its own generator seeded with ``seed``, so a row samples the
+                same tokens as it would alone, whatever else is in the batch (batch inference needs
+                this: retries and new rows never change old outputs).
 
         Returns:
             (B, T + n) token ids, prompt included, with n <= max_new_tokens.
         """
         if idx.dim() != 2 or idx.size(1) < 1:
             raise ValueError(f"idx must be (B, T) with T >= 1, got shape {tuple(idx.shape)}")
-        gen = None
-        if seed is not None and temperature > 0:
-            gen = torch.Generator(device=idx.device).manual_seed(seed)
         B, bs = idx.size(0), self.config.block_size
+        gens: list[torch.Generator | None] = [None]  # one shared generator, or one per row
+        if seed is not None and temperature > 0:
+            gens = [torch.Generator(device=idx.device).manual_seed(seed) for _ in range(B if per_row_seed else 1)]
         done = torch.zeros(B, dtype=torch.bool, device=idx.device)
         cache, out = None, idx
         for _ in range(max_new_tokens):
@@ -284,7 +288,10 @@ class GPT(nn.Module):
             else:
                 h = self.hidden_states(out[:, -bs:])
             logits = self.lm_head(h[:, -1, :]).float()  # (B, V)
-            nxt = sample_next_token(logits, temperature, top_k, top_p, gen)  # (B,)
+            if len(gens) == 1:
+                nxt = sample_next_token(logits, temperature, top_k, top_p, gens[0])  # (B,)
+            else:
+                nxt = torch.cat([sample_next_token(logits[i : i + 1], temperature, top_k, top_p, g) for i, g in enumerate(gens)])
             if eos_id is not None:
                 nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
                 done |= nxt == eos_id

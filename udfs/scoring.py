@@ -470,7 +470,8 @@ def decode_batch(
     seed: int | None = None,
     eos_id: int | None = None,
 ) -> torch.Tensor:
-    """``GPT.generate`` with one random generator per row, so a row's sample does not depend on its batch.
+    """``GPT.generate`` with one random generator per row (``per_row_seed``), so a row's sample does not
+    depend on its batch.
 
     Same KV-cache and cropping behaviour as ``GPT.generate``; with a ``seed`` each row draws from its
     own generator seeded with it, so a row gives the same tokens as ``model.generate(row, seed=seed)``
@@ -489,38 +490,8 @@ def decode_batch(
     Returns:
         (B, T + n) ids, prompt included, n <= max_new_tokens.
     """
-    import torch
-
-    from model.gpt import KVCache, sample_next_token
-
-    B, bs = idx.size(0), model.config.block_size
-    gens = None
-    if seed is not None and temperature > 0:
-        gens = [torch.Generator(device=idx.device).manual_seed(seed) for _ in range(B)]
-    done = torch.zeros(B, dtype=torch.bool, device=idx.device)
-    cache, out = None, idx
-    with torch.no_grad():
-        for _ in range(max_new_tokens):
-            if out.size(1) <= bs:  # the cache holds every position while the sequence fits
-                if cache is None:
-                    cache = KVCache(model.config, B, idx.device, model.lm_head.weight.dtype)
-                    h = model.hidden_states(out, cache)  # prefill: (B, T, C)
-                else:
-                    h = model.hidden_states(out[:, -1:], cache)  # (B, 1, C)
-            else:  # past block_size positions shift: recompute on the last block_size tokens
-                h = model.hidden_states(out[:, -bs:])
-            logits = model.lm_head(h[:, -1, :]).float()  # (B, V)
-            if gens is None:
-                nxt = sample_next_token(logits, temperature, top_k, top_p)  # (B,)
-            else:
-                nxt = torch.cat([sample_next_token(logits[i : i + 1], temperature, top_k, top_p, g) for i, g in enumerate(gens)])
-            if eos_id is not None:
-                nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
-                done |= nxt == eos_id
-            out = torch.cat([out, nxt.unsqueeze(1)], dim=1)  # (B, T + 1)
-            if eos_id is not None and bool(done.all()):
-                break
-    return out
+    return model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                          eos_id=eos_id, per_row_seed=True)
 
 
 def generate_texts(
