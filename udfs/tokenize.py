@@ -3,8 +3,8 @@
 Pure core: `tokenize_texts` (a batch of texts -> token arrays + per-row errors) and `WindowPacker`
 (a stream of token arrays -> windows of ``block_size + 1`` tokens). The Spark adapters
 (`make_tokenize_udf`; `tokenize_and_pack`, which the job runs through ``mapInArrow`` to tokenise, pack
-and count in one pass, the counts leaving through a Spark accumulator) are thin: the tokenizer is loaded once per Python worker
-and cached by path and file identity.
+and count in one pass, the counts leaving through a Spark accumulator) are thin: the tokenizer is
+loaded once per Python worker and cached by path and file identity.
 """
 
 from __future__ import annotations
@@ -131,6 +131,8 @@ def distinct_chars(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
 
 WINDOWS_SCHEMA = "window_id bigint, split string, tokens array<int>"
 STAT_FIELDS = ("docs", "docs_failed", "tokens", "bytes", "tail_tokens")  # per split, in this order
+
+
 def add_stats(a: dict[str, list[int]], b: dict[str, list[int]]) -> dict[str, list[int]]:
     """Merge per-split stats ``b`` into ``a`` (field-wise sums, fields as `STAT_FIELDS`); returns ``a``."""
     for split, values in b.items():
