@@ -35,7 +35,7 @@ import sys
 from dataclasses import asdict, dataclass
 
 from jobs import cli
-from jobs.delta_io import table_version
+from jobs.delta_io import last_commit, table_version
 from jobs.spark import get_spark
 from udfs import columns as C
 
@@ -181,8 +181,6 @@ def run(spark, cfg: DatasetConfig, record) -> None:
     tok_path = os.path.join(cfg.tokenizer_out, "tokenizer.json")
     tok.save(tok_path)
 
-    from delta.tables import DeltaTable
-
     from udfs.tokenize import STAT_FIELDS
 
     acc = spark.sparkContext.accumulator({}, _SplitStats())
@@ -191,11 +189,11 @@ def run(spark, cfg: DatasetConfig, record) -> None:
     stats = {split: dict(zip(STAT_FIELDS, values)) for split, values in acc.value.items()}
     window = cfg.block_size + 1
     windows = {s: (stats[s]["tokens"] - stats[s]["tail_tokens"]) // window if s in stats else 0 for s in ("train", "val")}
-    written = DeltaTable.forPath(spark, cfg.output).history(1).first()
-    rows_written = int((written.operationMetrics or {}).get("numOutputRows", -1))
+    data_version, metrics = last_commit(spark, cfg.output)
+    rows_written = int(metrics.get("numOutputRows", -1))
     if rows_written != sum(windows.values()):  # every token is in a window or in the counted tail
         raise RuntimeError(f"the counts do not match the table: {sum(windows.values())} windows counted, "
-                           f"{rows_written} rows written to {cfg.output} (version {written.version})")
+                           f"{rows_written} rows written to {cfg.output} (version {data_version})")
     docs_ok = {s: st["docs"] for s, st in stats.items() if st["docs"]}
     meta = {
         "tokenizer_sha256": tok.sha256, "tokenizer_path": os.path.abspath(tok_path), "vocab_size": tok.vocab_size, "block_size": cfg.block_size,
@@ -204,27 +202,26 @@ def run(spark, cfg: DatasetConfig, record) -> None:
         "tokens": {s: stats[s]["tokens"] for s in docs_ok}, "windows": windows,
         "tail_tokens": {s: stats[s]["tail_tokens"] if s in stats else 0 for s in ("train", "val")},
         "bytes_per_token": float(sum(st["bytes"] for st in stats.values())) / max(sum(st["tokens"] for st in stats.values()), 1),
-        "data_version": int(written.version),
+        "data_version": data_version,
     }
     # the metadata commit: table property + commit userMetadata (what jobs/train.py reads at a version)
-    spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", json.dumps(meta, sort_keys=True))
+    meta_json = json.dumps(meta, sort_keys=True)
+    spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", meta_json)
     try:
         spark.sql(f"ALTER TABLE delta.`{cfg.output.replace('`', '``')}` SET TBLPROPERTIES "
-                  f"('{DATASET_PROPERTY}' = {_sql_string(json.dumps(meta, sort_keys=True))})")
+                  f"('{DATASET_PROPERTY}' = {_sql_string(meta_json)})")
     finally:
         spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
-    tokens = meta["tokens"]
-    errors = meta["docs_failed"]
-    tail = meta["tail_tokens"]
     meta["output_version"] = table_version(spark, cfg.output)
     with open(os.path.join(cfg.tokenizer_out, "dataset.json"), "w", encoding="utf-8") as fh:
         json.dump(meta, fh, indent=2, sort_keys=True)
     if cfg.export_bin:
         meta["exported_tokens"] = export_bin(spark, cfg.output, cfg.export_bin)
     record.output_versions[cfg.output] = meta["output_version"]
-    record.counts.update(docs=sum(docs_ok.values()) + errors, docs_tokenized=sum(docs_ok.values()),
-                         docs_failed=errors, tokens=sum(tokens.values()), windows_train=windows["train"],
-                         windows_val=windows["val"], tail_tokens=sum(tail.values()))
+    record.counts.update(docs=sum(docs_ok.values()) + meta["docs_failed"], docs_tokenized=sum(docs_ok.values()),
+                         docs_failed=meta["docs_failed"], tokens=sum(meta["tokens"].values()),
+                         windows_train=windows["train"], windows_val=windows["val"],
+                         tail_tokens=sum(meta["tail_tokens"].values()))
     record.extra.update(meta)
     log.info("build_dataset: %s", json.dumps(meta, sort_keys=True))
     print(json.dumps({"run_id": record.run_id, **record.counts}, sort_keys=True))

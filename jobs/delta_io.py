@@ -73,12 +73,17 @@ def merge_insert_new(spark, path: str, df, keys: list[str]) -> dict[str, int]:
     return {"inserted": int(metrics.get("numTargetRowsInserted", 0))}
 
 
-def last_operation_metrics(spark, path: str) -> dict[str, str]:
-    """operationMetrics of the table's latest commit (strings, as Delta records them)."""
+def last_commit(spark, path: str) -> tuple[int, dict[str, str]]:
+    """(version, operationMetrics) of the table's latest commit; metrics are strings, as Delta records them."""
     from delta.tables import DeltaTable
 
-    row = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()
-    return dict(row.operationMetrics or {}) if row else {}
+    row = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()
+    return int(row.version), dict(row.operationMetrics or {})
+
+
+def last_operation_metrics(spark, path: str) -> dict[str, str]:
+    """operationMetrics of the table's latest commit (strings, as Delta records them)."""
+    return last_commit(spark, path)[1]
 
 
 def table_version(spark, path: str) -> int | None:
