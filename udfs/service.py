@@ -19,14 +19,27 @@ option of the wrong JSON type, too many texts or a text too long (`ServiceLimits
 request is well formed but its values are not usable: an unknown task, an unknown option name, or an
 option value out of range (``top_p`` = 2, ``max_len`` above the model's block size). **404** unknown
 path, **405** wrong method (with ``Allow``), **413** body larger than ``max_body_bytes``, **415**
-content type other than ``application/json``. Errors are ``{"error": {"status": N, "message": ...}}``.
+content type other than ``application/json``; a body nested deeper than ``MAX_JSON_DEPTH`` is a 400.
+Any other exception is a **500** whose message carries only an id; the traceback goes to the log under
+that id. The server (``jobs/httpd.py``) adds **408** (headers or body too slow, see `ServerLimits`),
+**431** (request head over ``MAX_HEAD_BYTES``), **503** with ``Retry-After`` (every worker busy and the
+queue full, or too many open connections) and **505**. Errors are
+``{"error": {"status": N, "message": ...}}``.
+
+The HTTP/1.1 framing the server needs is here too, as pure functions on bytes: `parse_request_head`,
+`framed_body_length`, `keep_alive` and `encode_response`.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
+import logging
 import math
+import re
+import uuid
 from dataclasses import asdict, dataclass, field
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -58,6 +71,12 @@ TASK_OPTIONS = {
     "generate": ("max_new_tokens", "temperature", "top_k", "top_p", "seed"),
 }
 _BODY_KEYS = {"texts", "task", "options"}
+MAX_JSON_DEPTH = 16  # a valid body is 2 deep ({"texts": [...]}); json.loads recurses, ~1000 levels raise
+MAX_HEAD_BYTES = 32 << 10  # request line + headers; longer heads are refused with 431
+MAX_HEADERS = 100  # header lines per request (http.client's limit)
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # strings may hold brackets; removed before counting
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,11 +102,43 @@ class ServiceLimits:
                              f"{self.max_new_tokens}")
 
 
+@dataclass(frozen=True)
+class ServerLimits:
+    """How much the HTTP server takes on at once, and how long it waits (``jobs/serve.py`` flags).
+
+    One event-loop thread holds every connection and reads every request head and body, so idle and
+    slow clients cost a socket each, not a thread. Only a complete ``POST /predict`` goes to one of
+    ``workers`` threads; ``queue`` more may wait for one, and beyond ``workers + queue`` the answer is
+    503 with ``Retry-After``. ``GET /health`` and refusals are answered on the loop, so they stay fast
+    while every worker is busy.
+    """
+
+    workers: int = 4  # threads running /predict (model work); they share torch's --threads
+    queue: int = 8  # admitted /predict requests waiting for a worker: at ~1 s each, <= 2 s of waiting
+    max_connections: int = 512  # open sockets, idle keep-alive ones included; below the usual 1024 fds
+    header_timeout_s: float = 10.0  # from a request's first byte to the end of its headers (slow senders)
+    body_timeout_s: float = 30.0  # to receive the whole body, and to send the answer: 1 MiB at 35 KB/s
+    idle_timeout_s: float = 15.0  # a connection without a request for this long is closed (keep-alive)
+    retry_after_s: int = 1  # Retry-After of a 503: a /predict takes about a second
+
+    def __post_init__(self) -> None:
+        for name in ("workers", "max_connections", "retry_after_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ServerLimits.{name} must be a positive int, got {value!r}")
+        if not isinstance(self.queue, int) or isinstance(self.queue, bool) or self.queue < 0:
+            raise ValueError(f"ServerLimits.queue must be an int >= 0, got {self.queue!r}")
+        for name in ("header_timeout_s", "body_timeout_s", "idle_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"ServerLimits.{name} must be a positive number of seconds, got {value!r}")
+
+
 class ServiceError(Exception):
     """A request the service refuses, with the HTTP status to answer.
 
     Attributes:
-        status: 400, 404, 405, 413, 415 or 422.
+        status: 400, 404, 405, 408, 413, 415, 422, 431, 503 or 505.
         message: what was wrong and what to send instead.
         headers: extra response headers (``Allow`` for 405).
     """
@@ -139,6 +190,20 @@ def check_route(method: str, path: str) -> str:
     return route
 
 
+def needs_model(method: str, path: str) -> bool:
+    """Whether a request runs the model (``POST /predict``) and so needs a worker thread; every other
+    request (``/health``, 404, 405) is answered without one.
+
+    Example:
+        >>> needs_model("POST", "/predict?x=1"), needs_model("GET", "/health"), needs_model("GET", "/predict")
+        (True, False, False)
+    """
+    try:
+        return check_route(method, path) == PREDICT_PATH
+    except ServiceError:
+        return False
+
+
 def check_body_size(content_length: str | None, limits: ServiceLimits) -> int:
     """Bytes to read for a POST body, checked before reading it.
 
@@ -177,6 +242,29 @@ def check_content_type(content_type: str | None) -> None:
         raise ServiceError(415, f"Content-Type must be application/json, got {content_type!r}")
 
 
+def json_depth(body: bytes) -> int:
+    """How deeply the arrays and objects of a JSON text nest, counted without parsing it.
+
+    Brackets inside strings do not count. Counting first keeps a hostile body (``[[[[...``) away from
+    the recursive parser.
+
+    Args:
+        body: the raw JSON bytes (need not be valid JSON).
+
+    Returns:
+        The largest number of open ``[``/``{`` at any point; 0 for a scalar.
+
+    Example:
+        >>> json_depth(b'{"texts": ["[[["]}')
+        2
+    """
+    stripped = np.frombuffer(_JSON_STRING.sub(b'""', body), dtype=np.uint8)
+    if not stripped.size:
+        return 0
+    step = np.isin(stripped, (0x5B, 0x7B)).astype(np.int64) - np.isin(stripped, (0x5D, 0x7D))  # [{ +1, ]} -1
+    return max(0, int(np.cumsum(step).max()))
+
+
 def _check_option(name: str, value: Any, limits: ServiceLimits) -> Any:
     types, ok, meaning = OPTION_SPECS[name]
     if value is None and name in ("top_k", "top_p", "max_len", "stride"):
@@ -202,15 +290,22 @@ def parse_predict(body: bytes, limits: ServiceLimits) -> PredictRequest:
         The request; ``generate`` gets ``max_new_tokens = limits.default_max_new_tokens`` when absent.
 
     Raises:
-        ServiceError: 400 for malformed JSON, missing or wrong-typed fields, too many or too long
-            texts; 422 for an unknown task, unknown option names or out-of-range option values.
+        ServiceError: 400 for malformed JSON, JSON nested deeper than ``MAX_JSON_DEPTH``, missing or
+            wrong-typed fields, too many or too long texts; 422 for an unknown task, unknown option
+            names or out-of-range option values.
 
     Example:
         >>> parse_predict(b'{"texts": ["hi"], "task": "score"}', ServiceLimits())
         PredictRequest(task='score', texts=['hi'], options={})
     """
+    depth = json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise ServiceError(400, f"body nests arrays/objects {depth} deep, over the limit of {MAX_JSON_DEPTH}; "
+                                'send {"texts": [...], "task": ..., "options": {...}}')
     try:
         doc = json.loads(body.decode("utf-8"))
+    except RecursionError:  # not reached after the depth check; kept so the parser can never crash a request
+        raise ServiceError(400, "body nests arrays/objects too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise ServiceError(400, f"body is not valid UTF-8 JSON: {exc}") from None
     if not isinstance(doc, dict):
@@ -315,6 +410,23 @@ def error_document(exc: ServiceError) -> dict[str, Any]:
     return {"error": {"status": exc.status, "message": exc.message}}
 
 
+def internal_error(where: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The 500 answer for the exception being handled: its traceback is logged under a fresh id, and
+    the client gets only that id (no traceback, no exception text).
+
+    Call it inside an ``except`` block.
+
+    Args:
+        where: what failed, for the log line (``"POST /predict"``).
+
+    Returns:
+        ``(500, {"error": {"status": 500, "message": "internal error <id>; ..."}}, {})``.
+    """
+    error_id = uuid.uuid4().hex[:12]
+    log.exception("internal error %s in %s", error_id, where)
+    return 500, error_document(ServiceError(500, f"internal error {error_id}; the server log has the details")), {}
+
+
 def handle(
     art: Artifact,
     method: str,
@@ -322,8 +434,10 @@ def handle(
     headers: dict[str, str],
     read_body,
     limits: ServiceLimits,
+    server: ServerLimits | None = None,
+    load: dict[str, int] | None = None,
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """Answer one request: route, check size and type, validate, predict.
+    """Answer one request: route, check size and type, validate, predict. Never raises.
 
     Args:
         art: the loaded artifact.
@@ -333,17 +447,161 @@ def handle(
         read_body: ``read_body(n) -> bytes``, called once with the checked length for POST bodies
             (so a body over the limit is never read).
         limits: the service limits.
+        server: the server's limits, reported by ``/health`` under ``"server"`` (None = not reported).
+        load: the server's current counts (``connections``, ``busy``, ``queued``), reported by
+            ``/health`` under ``"load"`` (None = not reported).
 
     Returns:
-        ``(status, JSON document, extra response headers)``.
+        ``(status, JSON document, extra response headers)``; an unexpected exception is a 500 from
+        `internal_error`.
     """
     try:
         route = check_route(method, path)
         if route == HEALTH_PATH:
-            return 200, {"status": "ok", **model_info(art), "tasks": list(S.TASKS), "limits": asdict(limits)}, {}
+            doc = {"status": "ok", **model_info(art), "tasks": list(S.TASKS), "limits": asdict(limits)}
+            if server is not None:
+                doc["server"] = asdict(server)
+            if load is not None:
+                doc["load"] = dict(load)
+            return 200, doc, {}
+        if "transfer-encoding" in headers:
+            raise ServiceError(400, "Transfer-Encoding is not accepted; send the body with a Content-Length")
         n = check_body_size(headers.get("content-length"), limits)
         check_content_type(headers.get("content-type"))
         req = parse_predict(read_body(n), limits)
         return 200, predict(art, req), {}
     except ServiceError as exc:
         return exc.status, error_document(exc), exc.headers
+    except Exception:  # noqa: BLE001 - an unexpected failure is a 500 with an id, the traceback goes to the log
+        return internal_error(f"{method} {path}")
+
+
+# ------------------------------------------------------------------------------------- HTTP/1.1 framing
+
+
+@dataclass(frozen=True)
+class RequestHead:
+    """The request line and headers of one HTTP request.
+
+    Attributes:
+        method: as sent (methods are case-sensitive: ``"post"`` is not ``"POST"``).
+        target: the request target (``"/predict?x=1"``).
+        version: ``"HTTP/1.1"`` or ``"HTTP/1.0"``.
+        headers: lower-case names; a repeated header's values joined with ``", "``.
+    """
+
+    method: str
+    target: str
+    version: str
+    headers: dict[str, str]
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def parse_request_head(head: bytes) -> RequestHead:
+    """Parse a request head: the bytes up to and including the empty line that ends the headers.
+
+    Args:
+        head: ``b"POST /predict HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"`` (leading empty lines are ignored),
+            decoded as ISO-8859-1, as HTTP defines header bytes.
+
+    Returns:
+        The `RequestHead`.
+
+    Raises:
+        ServiceError: 400 for a malformed request line or header line, 431 for more than
+            ``MAX_HEADERS`` headers or a head over ``MAX_HEAD_BYTES``, 505 for an HTTP version other
+            than 1.0 and 1.1.
+
+    Example:
+        >>> parse_request_head(b"GET /health HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n").headers
+        {'host': 'a'}
+    """
+    if len(head) > MAX_HEAD_BYTES:
+        raise ServiceError(431, f"request line and headers are over {MAX_HEAD_BYTES} bytes")
+    lines = head.decode("iso-8859-1").lstrip("\r\n").split("\n")
+    lines = [line.removesuffix("\r") for line in lines]
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines:
+        raise ServiceError(400, "empty request")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
+        raise ServiceError(400, f"malformed request line {lines[0][:100]!r}; expected 'METHOD /path HTTP/1.1'")
+    method, target, version = parts
+    if not re.fullmatch(r"HTTP/\d\.\d", version):
+        raise ServiceError(400, f"malformed HTTP version {version[:20]!r}")
+    if version not in ("HTTP/1.0", "HTTP/1.1"):
+        raise ServiceError(505, f"{version} is not supported; use HTTP/1.1")
+    if len(lines) - 1 > MAX_HEADERS:
+        raise ServiceError(431, f"{len(lines) - 1} header lines, over the limit of {MAX_HEADERS}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not _TOKEN.fullmatch(name):  # also refuses obsolete line folding (a leading space)
+            raise ServiceError(400, f"malformed header line {line[:100]!r}")
+        name, value = name.lower(), value.strip(" \t")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return RequestHead(method=method, target=target, version=version, headers=headers)
+
+
+def framed_body_length(headers: dict[str, str]) -> int | None:
+    """How many body bytes follow the head on the connection, whatever the request is.
+
+    Args:
+        headers: lower-case request headers.
+
+    Returns:
+        ``Content-Length`` (0 when absent), or None when the body's end cannot be known
+        (``Transfer-Encoding``, or a Content-Length that is not one non-negative integer): the server
+        then answers and closes the connection.
+
+    Example:
+        >>> framed_body_length({"content-length": "12"}), framed_body_length({})
+        (12, 0)
+    """
+    if "transfer-encoding" in headers:
+        return None
+    value = headers.get("content-length")
+    if value is None:
+        return 0
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+def keep_alive(head: RequestHead) -> bool:
+    """Whether the client lets the connection stay open after the answer (HTTP/1.1 unless
+    ``Connection: close``; HTTP/1.0 only with ``Connection: keep-alive``)."""
+    tokens = {t.strip().lower() for t in head.headers.get("connection", "").split(",")}
+    if head.version == "HTTP/1.0":
+        return "keep-alive" in tokens
+    return "close" not in tokens
+
+
+def encode_response(
+    status: int, doc: dict[str, Any], extra: dict[str, str], *, close: bool, head_only: bool = False
+) -> bytes:
+    """The bytes of one JSON answer: status line, headers, body.
+
+    Args:
+        status: the HTTP status (200, 4xx, 5xx).
+        doc: the JSON document of the body.
+        extra: more headers (``Allow``, ``Retry-After``).
+        close: send ``Connection: close`` (the server closes after writing).
+        head_only: omit the body (a ``HEAD`` request); ``Content-Length`` still gives its size.
+
+    Returns:
+        The HTTP/1.1 response bytes.
+    """
+    payload = json.dumps(doc).encode("utf-8")
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Unknown"
+    lines = [f"HTTP/1.1 {status} {reason}", "Server: lakelm-serve/1",
+             f"Date: {email.utils.formatdate(usegmt=True)}", "Content-Type: application/json",
+             f"Content-Length: {len(payload)}"]
+    lines += [f"{k}: {v}" for k, v in extra.items()]
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("iso-8859-1") + (b"" if head_only else payload)
