@@ -4,6 +4,8 @@ the exact status of each refusal, and results equal to the scoring core."""
 from __future__ import annotations
 
 import json
+import logging
+import time
 
 import numpy as np
 import pandas as pd
@@ -159,3 +161,164 @@ def test_handle_score_equals_core(art):
 def test_handle_model_refuses_option_value(art):
     status, doc, _ = _call(art, "POST", "/predict", _body(texts=["a"], task="score", max_len=10_000))
     assert status == 422 and "block_size" in doc["error"]["message"]
+
+
+# ------------------------------------------------------------------------- hostile bodies, internal errors
+
+
+@pytest.mark.parametrize(
+    "body, depth",
+    [(b"1", 0), (b'"[[[["', 0), (b'{"texts": ["a"]}', 2), (b'{"texts": ["[\\"]]]"]}', 2),
+     (b"[" * 100_000, 100_000), (b'{"a": {"b": [[{}]]}}', 5), (b"", 0)],
+)
+def test_json_depth_ignores_brackets_in_strings(body, depth):
+    assert V.json_depth(body) == depth
+
+
+def test_parse_predict_refuses_deep_nesting_before_parsing():
+    body = b'{"texts": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(RecursionError):
+        json.loads(body)  # what the parser alone does with it
+    with pytest.raises(V.ServiceError, match="nests arrays/objects 100001 deep, over the limit of 16") as err:
+        V.parse_predict(body, V.ServiceLimits(max_body_bytes=1 << 20))
+    assert err.value.status == 400
+    deep_ok = _body(texts=["a"], task="generate", seed=[[[[[[[[[[[[[[1]]]]]]]]]]]]]])  # 15 deep: parsed, then typed
+    with pytest.raises(V.ServiceError, match="'seed' must be an integer") as err:
+        V.parse_predict(deep_ok, LIMITS)
+    assert err.value.status == 400
+
+
+def test_parse_predict_accepts_brackets_inside_texts():
+    assert V.parse_predict(_body(texts=["[" * 19]), LIMITS).texts == ["[" * 19]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"workers": 0}, "workers"), ({"queue": -1}, "queue"), ({"max_connections": 0}, "max_connections"),
+     ({"header_timeout_s": 0}, "header_timeout_s"), ({"idle_timeout_s": float("inf")}, "idle_timeout_s"),
+     ({"body_timeout_s": "5"}, "body_timeout_s"), ({"retry_after_s": 1.5}, "retry_after_s")],
+)
+def test_server_limits_validate(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        V.ServerLimits(**kwargs)
+
+
+def test_server_limits_accept_an_empty_queue():
+    assert V.ServerLimits(queue=0).queue == 0
+
+
+# ------------------------------------------------------------------------------------- HTTP/1.1 framing
+
+
+def test_parse_request_head():
+    head = V.parse_request_head(b"\r\nPOST /predict?x=1 HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nx-a:  2 \r\n"
+                                b"Content-Length: 12\r\n\r\n")
+    assert head == V.RequestHead("POST", "/predict?x=1", "HTTP/1.1",
+                                 {"host": "a", "x-a": "1, 2", "content-length": "12"})
+
+
+@pytest.mark.parametrize(
+    "head, status, match",
+    [
+        (b"\r\n\r\n", 400, "empty request"),
+        (b"GET /health\r\n\r\n", 400, "malformed request line"),
+        (b"GET  /health HTTP/1.1\r\n\r\n", 400, "malformed request line"),
+        (b"G(T /health HTTP/1.1\r\n\r\n", 400, "malformed request line"),
+        (b"GET /health HTTP/x\r\n\r\n", 400, "malformed HTTP version"),
+        (b"GET /health HTTP/2.0\r\n\r\n", 505, "HTTP/2.0 is not supported"),
+        (b"GET /health HTTP/1.1\r\nno colon\r\n\r\n", 400, "malformed header line 'no colon'"),
+        (b"GET /health HTTP/1.1\r\nA: 1\r\n folded\r\n\r\n", 400, "malformed header line"),
+        (b"GET /health HTTP/1.1\r\n" + b"A: 1\r\n" * 101 + b"\r\n", 431, "101 header lines"),
+        (b"GET /health HTTP/1.1\r\nA: " + b"x" * (32 << 10) + b"\r\n\r\n", 431, "over 32768 bytes"),
+    ],
+)
+def test_parse_request_head_refuses(head, status, match):
+    with pytest.raises(V.ServiceError, match=match) as err:
+        V.parse_request_head(head)
+    assert err.value.status == status
+
+
+@pytest.mark.parametrize(
+    "headers, n",
+    [({}, 0), ({"content-length": "0"}, 0), ({"content-length": "17"}, 17), ({"content-length": "-1"}, None),
+     ({"content-length": "1, 1"}, None), ({"content-length": "x"}, None), ({"content-length": "\u0661"}, None),
+     ({"transfer-encoding": "chunked", "content-length": "5"}, None)],
+)
+def test_framed_body_length(headers, n):
+    assert V.framed_body_length(headers) == n
+
+
+@pytest.mark.parametrize(
+    "version, connection, keep",
+    [("HTTP/1.1", None, True), ("HTTP/1.1", "close", False), ("HTTP/1.1", "Keep-Alive, Close", False),
+     ("HTTP/1.0", None, False), ("HTTP/1.0", "keep-alive", True)],
+)
+def test_keep_alive(version, connection, keep):
+    headers = {} if connection is None else {"connection": connection}
+    assert V.keep_alive(V.RequestHead("GET", "/health", version, headers)) is keep
+
+
+def test_encode_response():
+    raw = V.encode_response(503, {"error": {"status": 503, "message": "busy"}}, {"Retry-After": "1"}, close=True)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    assert lines[0] == "HTTP/1.1 503 Service Unavailable"
+    assert headers["Retry-After"] == "1" and headers["Connection"] == "close"
+    assert headers["Content-Type"] == "application/json" and int(headers["Content-Length"]) == len(body)
+    assert json.loads(body) == {"error": {"status": 503, "message": "busy"}}
+    raw = V.encode_response(200, {"a": 1}, {}, close=False, head_only=True)
+    assert raw.endswith(b"Content-Length: 8\r\n\r\n") and b"Connection" not in raw
+
+
+def test_needs_model():
+    assert V.needs_model("POST", "/predict/?x=1")
+    assert not any(V.needs_model(m, p) for m, p in [("GET", "/health"), ("GET", "/predict"), ("POST", "/nope")])
+
+
+def test_fault_switches(monkeypatch):
+    from udfs import faults
+
+    faults.maybe_fault_request(b"__boom__")  # off: a no-op
+    monkeypatch.setenv(faults.ENV_SERVE_RAISE, "__boom__")
+    monkeypatch.setenv(faults.ENV_SERVE_SLEEP, "__slow__:0.2")
+    faults.maybe_fault_request(b'{"texts": ["fine"]}')
+    with pytest.raises(RuntimeError, match="injected fault"):
+        faults.maybe_fault_request(b'{"texts": ["__boom__"]}')
+    start = time.monotonic()
+    faults.maybe_fault_request(b'{"texts": ["__slow__"]}')
+    assert time.monotonic() - start >= 0.2
+
+
+def test_handle_health_reports_server_limits_and_load(art):
+    server = V.ServerLimits(workers=2)
+    load = {"connections": 3, "busy": 1, "queued": 0}
+    status, doc, _ = V.handle(art, "GET", "/health", {}, lambda n: b"", LIMITS, server=server, load=load)
+    assert status == 200 and doc["server"]["workers"] == 2 and doc["server"]["idle_timeout_s"] == 15.0
+    assert doc["load"] == load and doc["limits"]["max_texts"] == 3
+
+
+def test_handle_refuses_transfer_encoding(art):
+    headers = {"content-type": "application/json", "transfer-encoding": "chunked"}
+    status, doc, _ = V.handle(art, "POST", "/predict", headers, lambda n: b"", LIMITS)
+    assert status == 400 and "Transfer-Encoding is not accepted" in doc["error"]["message"]
+
+
+def test_handle_answers_an_unexpected_exception_with_500_and_logs_it(art, caplog):
+    def read_body(n):
+        raise KeyError("secret internal detail")
+
+    with caplog.at_level(logging.ERROR, logger="udfs.service"):
+        status, doc, extra = _call_with(art, read_body)
+    assert status == 500 and extra == {} and set(doc) == {"error"} and doc["error"]["status"] == 500
+    message = doc["error"]["message"]
+    assert "secret" not in message and "KeyError" not in message and "Traceback" not in message
+    error_id = message.split()[2].rstrip(";")
+    (record,) = caplog.records
+    assert record.getMessage() == f"internal error {error_id} in POST /predict"
+    assert record.exc_info[0] is KeyError  # the traceback is in the server's log
+
+
+def _call_with(art, read_body):
+    headers = {"content-type": "application/json", "content-length": "2"}
+    return V.handle(art, "POST", "/predict", headers, read_body, LIMITS)
