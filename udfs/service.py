@@ -1,7 +1,7 @@
 """Request handling of the ``/predict`` HTTP service: pure functions from (method, path, headers, body)
 to (status, JSON document), over the same core functions as the Spark UDFs (``udfs.scoring``).
 
-No sockets, no threads, no paths here: ``jobs/serve.py`` is the thin HTTP wiring around `handle`.
+No sockets, no threads, no paths here: ``jobs/serve.py`` and ``jobs/httpd.py`` are the HTTP wiring around `handle`.
 
 Requests::
 
