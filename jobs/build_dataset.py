@@ -3,13 +3,18 @@
     spark-submit --properties-file spark-defaults.conf jobs/build_dataset.py \\
         --input lake/gold --output lake/tokens --tokenizer-out artifacts/tokenizer \\
         [--vocab-size 8192] [--block-size 256] [--val-fraction 0.01] [--seed 0] \\
-        [--tokenizer PATH | --char-level] [--export-bin DIR]
+        [--stratify-by source,lang] [--tokenizer PATH | --char-level] [--export-bin DIR]
 
 Output rows: ``window_id bigint, split string ('train'|'val'), tokens array<int>`` (exactly
 ``block_size + 1`` tokens). ``array<int>`` rather than packed bytes: any engine can read it,
 Parquet stores it compactly, and pyarrow hands the trainer a flat int32 buffer with no decoding.
 
-- Split by document: ``xxhash64(seed, doc_id)`` decides train/val, so no document is in both.
+- Split by document (`jobs.splits`): ``xxhash64(seed, doc_id)`` decides train/val, so no document is
+  in both; ``--stratify-by`` cuts val within each stratum (e.g. source and language). With at least
+  two documents val is never empty: if the hash split gives it none (a small table), the document of
+  smallest hash rank moves to val. ``--val-fraction 0`` means no val split; a one-document table with
+  ``val_fraction > 0`` exits 2, and so does a val split whose documents fill no window. Documents per
+  split are logged and recorded (``docs_train``/``docs_val``; the rule is the metadata's ``split``).
 - Shuffle: documents are ordered by ``xxhash64(seed, 'order', doc_id)`` inside a fixed number of
   hash partitions (``--pack-partitions``), so the same seed gives the same table anywhere.
 - Packing: each partition concatenates its documents (each ending in ``<|endoftext|>``) and cuts
@@ -53,11 +58,17 @@ class DatasetConfig:
     char_level: bool = False  # one token per character (compare with nanoGPT's shakespeare_char)
     vocab_size: int = 8192
     block_size: int = 256
-    val_fraction: float = 0.01
+    val_fraction: float = 0.01  # in [0, 1); 0 = no val split. Small tables still get >= 1 val document
+    stratify_by: tuple[str, ...] = ()  # columns whose value combinations get val_fraction each; () = plain hash
     seed: int = 0
     bpe_sample_bytes: int = 50_000_000  # the BPE trainer sees at most this much text (a sample)
     pack_partitions: int = 8  # fixed, so the packing (and the table) does not depend on the cluster
     export_bin: str = ""  # also write nanoGPT-style train.bin / val.bin (uint16) here
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        object.__setattr__(self, "stratify_by", tuple(self.stratify_by))
 
 
 def build_tokenizer(spark, docs, cfg: DatasetConfig):
@@ -101,10 +112,11 @@ class _SplitStats:
         return add_stats(a, b)
 
 
-def transform(docs, tokenizer_path: str, cfg: DatasetConfig, stats_acc=None):
+def transform(docs, tokenizer_path: str, cfg: DatasetConfig, stats_acc=None, rule: dict | None = None):
     """Documents -> packed windows (``window_id``, ``split``, ``tokens``), counting into ``stats_acc``.
 
-    One pass: split and order keys and byte counts are computed in the JVM, the text is shuffled into
+    ``rule`` is the split (`jobs.splits.plan_split`); None = the plain hash split of ``cfg`` with no
+    small-table guarantee. One pass: split and order keys and byte counts are computed in the JVM, the text is shuffled into
     ``pack_partitions`` hash partitions, sorted, then tokenised, packed and counted by one
     ``mapInArrow`` (`udfs.tokenize.tokenize_and_pack`), so nothing is re-read or re-tokenised. Each
     partition adds its per-split counts to ``stats_acc`` (an accumulator of `_SplitStats`, or None)
@@ -112,9 +124,12 @@ def transform(docs, tokenizer_path: str, cfg: DatasetConfig, stats_acc=None):
     """
     from pyspark.sql import functions as F
 
+    from jobs.splits import split_column
     from udfs.tokenize import WINDOWS_SCHEMA, load_tokenizer_cached, tokenize_and_pack
 
-    is_val = (F.abs(F.xxhash64(F.lit(cfg.seed), F.lit("split"), C.DOC_ID)) % 1_000_000) < int(cfg.val_fraction * 1_000_000)
+    if rule is None:
+        rule = {"seed": cfg.seed, "val_fraction": cfg.val_fraction, "stratify_by": [], "strata": [],
+                "forced_val": [], "forced_train": []}
     window = cfg.block_size + 1
 
     def pack(batches):
@@ -132,7 +147,7 @@ def transform(docs, tokenizer_path: str, cfg: DatasetConfig, stats_acc=None):
             stats_acc.add(stats)
 
     return (
-        docs.select(C.DOC_ID, C.TEXT, F.when(is_val, "val").otherwise("train").alias("split"),
+        docs.select(C.DOC_ID, C.TEXT, split_column(rule).alias("split"),
                     F.xxhash64(F.lit(cfg.seed), F.lit("order"), C.DOC_ID).alias("order_key"),
                     F.octet_length(C.TEXT).cast("long").alias("n_bytes"))
         .repartition(cfg.pack_partitions, "order_key")
@@ -171,8 +186,18 @@ def run(spark, cfg: DatasetConfig, record) -> None:
     version = table_version(spark, cfg.input)
     if version is None:
         raise cli.UsageError(f"--input {cfg.input} is not a Delta table")
-    docs = spark.read.format("delta").option("versionAsOf", version).load(cfg.input).select(C.DOC_ID, C.TEXT)
+    table = spark.read.format("delta").option("versionAsOf", version).load(cfg.input)
+    missing = sorted({C.DOC_ID, C.TEXT, *cfg.stratify_by} - set(table.columns))
+    if missing:
+        raise cli.UsageError(f"--input {cfg.input} lacks columns {missing} (it has {sorted(table.columns)})")
+    docs = table.select(C.DOC_ID, C.TEXT, *[c for c in cfg.stratify_by if c not in (C.DOC_ID, C.TEXT)])
     record.input_versions[cfg.input] = version
+    from jobs.splits import plan_split
+
+    try:  # before the tokenizer: a table that cannot be split fails fast
+        rule = plan_split(docs, cfg.seed, cfg.val_fraction, cfg.stratify_by)
+    except ValueError as exc:
+        raise cli.UsageError(f"--input {cfg.input}: {exc}") from exc
 
     tok = build_tokenizer(spark, docs, cfg)
     if tok.vocab_size > 65535 and cfg.export_bin:
@@ -184,7 +209,7 @@ def run(spark, cfg: DatasetConfig, record) -> None:
     from udfs.tokenize import STAT_FIELDS
 
     acc = spark.sparkContext.accumulator({}, _SplitStats())
-    (transform(docs, tok_path, cfg, acc)  # the only pass over the text: tokenise, pack, write, count
+    (transform(docs, tok_path, cfg, acc, rule)  # the only pass over the text: tokenise, pack, write, count
      .write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(cfg.output))
     stats = {split: dict(zip(STAT_FIELDS, values)) for split, values in acc.value.items()}
     window = cfg.block_size + 1
@@ -195,6 +220,12 @@ def run(spark, cfg: DatasetConfig, record) -> None:
         raise RuntimeError(f"the counts do not match the table: {sum(windows.values())} windows counted, "
                            f"{rows_written} rows written to {cfg.output} (version {data_version})")
     docs_ok = {s: st["docs"] for s, st in stats.items() if st["docs"]}
+    if rule["docs"]["val"] and not windows["val"]:  # the trainer would report no validation loss
+        raise cli.UsageError(
+            f"the val split ({rule['docs']['val']} documents, {docs_ok.get('val', 0)} tokenised, "
+            f"{stats.get('val', {}).get('tokens', 0)} tokens) fills no window of {window} tokens: lower "
+            f"--block-size, raise --val-fraction, or pass --val-fraction 0 for no val split; "
+            f"version {data_version} of {cfg.output} has no dataset metadata, so train refuses it")
     meta = {
         "tokenizer_sha256": tok.sha256, "tokenizer_path": os.path.abspath(tok_path), "vocab_size": tok.vocab_size, "block_size": cfg.block_size,
         "char_level": cfg.char_level, "seed": cfg.seed, "input": cfg.input, "input_version": version,
@@ -202,7 +233,7 @@ def run(spark, cfg: DatasetConfig, record) -> None:
         "tokens": {s: stats[s]["tokens"] for s in docs_ok}, "windows": windows,
         "tail_tokens": {s: stats[s]["tail_tokens"] if s in stats else 0 for s in ("train", "val")},
         "bytes_per_token": float(sum(st["bytes"] for st in stats.values())) / max(sum(st["tokens"] for st in stats.values()), 1),
-        "data_version": data_version,
+        "data_version": data_version, "split": rule,
     }
     # the metadata commit: table property + commit userMetadata (what jobs/train.py reads at a version)
     meta_json = json.dumps(meta, sort_keys=True)
@@ -219,6 +250,7 @@ def run(spark, cfg: DatasetConfig, record) -> None:
         meta["exported_tokens"] = export_bin(spark, cfg.output, cfg.export_bin)
     record.output_versions[cfg.output] = meta["output_version"]
     record.counts.update(docs=sum(docs_ok.values()) + meta["docs_failed"], docs_tokenized=sum(docs_ok.values()),
+                         docs_train=rule["docs"]["train"], docs_val=rule["docs"]["val"],
                          docs_failed=meta["docs_failed"], tokens=sum(meta["tokens"].values()),
                          windows_train=windows["train"], windows_val=windows["val"],
                          tail_tokens=sum(meta["tail_tokens"].values()))
@@ -237,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--char-level", action="store_true", default=None)
     for name in ("vocab_size", "block_size", "seed", "pack_partitions", "bpe_sample_bytes"):
         p.add_argument("--" + name.replace("_", "-"), type=int)
-    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--val-fraction", type=float, help="val share of documents in [0, 1); 0 = no val split")
+    p.add_argument("--stratify-by", type=lambda v: tuple(c for c in v.split(",") if c),
+                   help="comma-separated columns (e.g. source,lang): val_fraction of each stratum goes to val")
     p.add_argument("--export-bin", help="also write train.bin/val.bin (uint16) into this folder")
     p.add_argument("--config", help="JSON file with DatasetConfig fields; flags override it")
     cli.add_lake_args(p)
