@@ -4,6 +4,14 @@ It reads the repository's ``spark-defaults.conf`` (the same file ``spark-submit 
 takes), so ``python -m jobs.X``, notebooks and ``spark-submit`` all run with one configuration.
 Under ``spark-submit`` the session already exists with the submitted configuration; ``get_spark``
 then returns it unchanged except for the app name.
+
+Local runs retry failed tasks. Spark's plain ``local[N]`` master gives every task one attempt, so a
+Python worker killed mid-job (the kernel's OOM killer does this) fails the whole job. The default
+master is therefore ``local[*,4]`` (four attempts, as ``spark.task.maxFailures`` gives a cluster),
+set once as ``spark.master`` in spark-defaults.conf. A master the user names (``master=``,
+``$LAKELM_MASTER``, ``spark-submit --master``, ``--conf spark.master=``, a properties file) is
+always used as given; only ``spark-submit`` with no master at all, which Spark turns into
+``local[*]``, is upgraded to the default.
 """
 
 from __future__ import annotations
@@ -16,6 +24,12 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "spark-defaults.conf"
+# Used only when no properties file sets spark.master: local, all cores, 4 attempts per task.
+FALLBACK_MASTER = "local[*,4]"
+# spark-submit's own default when it is given no master (SparkSubmitArguments).
+_SUBMIT_IMPLICIT_MASTER = "local[*]"
+# spark-submit options that take no value; every other option consumes the next argument.
+_SUBMIT_FLAGS = {"--verbose", "-v", "--supervise", "--help", "-h", "--version", "--usage-error"}
 
 
 def read_properties(path: str | os.PathLike) -> dict[str, str]:
@@ -55,13 +69,76 @@ def _defaults_path() -> Path | None:
     return DEFAULTS_FILE if DEFAULTS_FILE.exists() else None
 
 
+def submit_args_name_master(argv: list[str]) -> bool:
+    """Whether a ``spark-submit`` command line names a master itself.
+
+    Args:
+        argv: the SparkSubmit JVM's command line (``java ... org.apache.spark.deploy.SparkSubmit
+            [options] app.py [app args]``); only the options before the application are read, so
+            an application argument called ``--master`` does not count.
+
+    Returns:
+        True for ``--master X``, ``--master=X``, ``--conf spark.master=X`` or a ``--properties-file``
+        that sets ``spark.master``; False when spark-submit fell back to its own ``local[*]``.
+
+    Example:
+        >>> submit_args_name_master(["java", "org.apache.spark.deploy.SparkSubmit", "job.py"])
+        False
+        >>> submit_args_name_master(["java", "org.apache.spark.deploy.SparkSubmit", "--master", "local[2]", "job.py"])
+        True
+    """
+    try:
+        i = argv.index("org.apache.spark.deploy.SparkSubmit") + 1
+    except ValueError:
+        return False
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("-"):
+            return False  # the application: what follows are its own arguments
+        name, eq, inline = arg.partition("=")
+        if name in _SUBMIT_FLAGS:
+            i += 1
+            continue
+        value = inline if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+        i += 1 if eq else 2
+        if name == "--master":
+            return True
+        if name in ("--conf", "-c") and value.partition("=")[0].strip() == "spark.master":
+            return True
+        if name == "--properties-file":
+            try:
+                if "spark.master" in read_properties(value):
+                    return True
+            except (OSError, ValueError):
+                pass  # spark-submit itself reports an unreadable file
+    return False
+
+
+def _submit_master_is_implicit(submitted_master: str | None) -> bool:
+    """True when this driver runs under a ``spark-submit`` that was given no master (Linux ``/proc``;
+    elsewhere the submitted master is kept)."""
+    if submitted_master != _SUBMIT_IMPLICIT_MASTER:
+        return False
+    try:
+        raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
+        # spark-submit also honours $MASTER: read it from the submitting JVM's environment (this
+        # process's own MASTER is set by Spark's Python runner to the resolved master).
+        env = Path(f"/proc/{os.getppid()}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if any(e.startswith(b"MASTER=") for e in env):
+        return False
+    argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+    return "org.apache.spark.deploy.SparkSubmit" in argv and not submit_args_name_master(argv)
+
+
 def get_spark(app_name: str, master: str | None = None, conf: dict[str, str] | None = None):
     """Return the active SparkSession or build one configured from spark-defaults.conf.
 
     Args:
         app_name: the application name shown in logs and the Spark UI.
         master: Spark master URL; None keeps what spark-submit or ``$LAKELM_MASTER`` gave, else
-            ``local[*]``.
+            the properties file's ``spark.master`` (``local[*,4]``: all cores, 4 attempts per task).
         conf: extra properties that override the file (tests use this for small settings).
 
     Returns:
@@ -82,25 +159,31 @@ def get_spark(app_name: str, master: str | None = None, conf: dict[str, str] | N
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
-    from pyspark import SparkConf
+    from pyspark import SparkConf, SparkContext
 
-    # Under spark-submit the JVM is already up and SparkConf() sees what was submitted
-    # (--conf, --properties-file). Those win; the file only fills the keys still unset.
-    submitted = SparkConf()
+    # Under spark-submit the JVM is already up and holds what was submitted (--master, --conf,
+    # --properties-file) as system properties. SparkConf() reads them only once this process is
+    # connected to that JVM, hence _ensure_initialized first. Submitted values win; the file only
+    # fills the keys still unset.
     under_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    if under_submit:
+        SparkContext._ensure_initialized()
+    submitted = SparkConf()
     builder = SparkSession.builder.appName(app_name)
     path = _defaults_path()
-    if path is not None:
-        for key, value in read_properties(path).items():
-            if not (under_submit and submitted.contains(key)):
-                builder = builder.config(key, value)
+    props = read_properties(path) if path is not None else {}
+    for key, value in props.items():
+        if not (under_submit and submitted.contains(key)):
+            builder = builder.config(key, value)
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
     master = master or os.environ.get("LAKELM_MASTER")
     if master:
         builder = builder.master(master)
-    elif not under_submit:
-        builder = builder.master("local[*]")
+    elif not under_submit and "spark.master" not in props:
+        builder = builder.master(FALLBACK_MASTER)
+    elif under_submit and _submit_master_is_implicit(submitted.get("spark.master", None)):
+        builder = builder.master(props.get("spark.master", FALLBACK_MASTER))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("LAKELM_SPARK_LOG_LEVEL", "WARN"))
     log.info("Spark %s session %r on %s", spark.version, app_name, spark.sparkContext.master)
