@@ -11,12 +11,14 @@ INSTALL_REQUIRES = [
     "delta-spark==4.4.0",  # same version as the io.delta jars (jobs/delta_jars.py)
     "pandas>=2.2,<3",
     "pyarrow>=15",
-    "numpy>=1.26",
+    "numpy>=1.26,<2.6",  # numba 0.68 declares numpy>=1.22,<2.6; a newer numpy makes `import numba` fail
     "torch>=2.4,<3",
     "tokenizers>=0.20",
     "safetensors>=0.4",
     "xxhash>=3.4",
-    "numba>=0.59",  # compiled MinHash kernels (udfs/curation/_minhash_kernels.py); numpy fallback without it
+    # compiled MinHash kernels (udfs/curation/_minhash_kernels.py); without them MinHash warns once and runs
+    # the numpy fallback, about 3x slower. Pinned to the release line whose numpy bound is copied above.
+    "numba>=0.68,<0.69",
     "matplotlib>=3.8",
     "tqdm>=4.66",
     "langid>=1.1.6",  # language ID whose model ships inside the package: nothing downloads at run time

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -197,8 +200,57 @@ def test_deterministic_across_processes():
 
 # --- compiled kernels (numba) against the numpy + xxhash reference path -----------------------------------------
 
+def _numba_is_declared() -> bool:
+    """Whether setup.py's INSTALL_REQUIRES lists numba (then a missing kernel is a broken install, not a skip)."""
+    tree = ast.parse((REPO / "setup.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "INSTALL_REQUIRES" for t in node.targets):
+            return any(req.split(">")[0].split("=")[0].split("<")[0].strip() == "numba"
+                       for req in ast.literal_eval(node.value))
+    return False
+
+
+def _require_kernels():
+    """The kernels module; fails the test when numba is declared but cannot be imported, else skips."""
+    if not _numba_is_declared():
+        return pytest.importorskip("udfs.curation._minhash_kernels")
+    try:
+        return importlib.import_module("udfs.curation._minhash_kernels")
+    except ImportError as exc:
+        pytest.fail(f"numba is in setup.py install_requires but the MinHash kernels do not import: {exc}")
+
+
+def test_numba_is_a_declared_dependency():
+    assert _numba_is_declared()  # so the kernel tests below fail instead of skipping when numba breaks
+
+
+def test_fallback_without_numba_warns_once_and_matches(monkeypatch, caplog):
+    import udfs.curation
+    from udfs.curation import minhash
+
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` now raises ImportError
+    monkeypatch.delitem(sys.modules, "udfs.curation._minhash_kernels", raising=False)
+    monkeypatch.delattr(udfs.curation, "_minhash_kernels", raising=False)  # else `from ... import` reuses it
+    minhash._kernels.cache_clear()
+    texts = ["one two three four five six seven", "a b c d e f g h", ""]
+    try:
+        with caplog.at_level(logging.WARNING, logger="udfs.curation.minhash"):
+            minhash_batch(texts, use_kernels=False)
+            assert "numpy fallback" not in caplog.text  # the reference path asked for explicitly: no warning
+            first, second = minhash_batch(texts), minhash_batch(texts)
+            minhash_signatures(np.array([1, 2], dtype=np.uint64), np.array([0, 2]))
+    finally:
+        minhash._kernels.cache_clear()  # the next caller imports the real kernels again
+    assert caplog.text.count("using the numpy fallback, about 3x slower") == 1, caplog.text
+    assert [r.levelname for r in caplog.records if "numpy fallback" in r.getMessage()] == ["WARNING"]
+    ref = minhash_batch(texts, use_kernels=False)
+    for a, b, c in zip(first.minhash_signature, second.minhash_signature, ref.minhash_signature):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, c)
+
+
 def test_kernel_xxh64_equals_xxhash_for_every_length():
-    kernels = pytest.importorskip("udfs.curation._minhash_kernels")
+    kernels = _require_kernels()
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, size=300, dtype=np.uint8)
     for start in (0, 3):
@@ -207,7 +259,7 @@ def test_kernel_xxh64_equals_xxhash_for_every_length():
 
 
 def test_kernels_match_the_reference_path_on_real_text():
-    pytest.importorskip("udfs.curation._minhash_kernels")
+    _require_kernels()
     root = Path(__file__).resolve().parents[1] / "data"
     texts = [line for p in sorted(root.glob("*.jsonl")) for line in p.read_text(encoding="utf-8").splitlines()]
     texts = [json.loads(t).get("text") for t in texts][:300]

@@ -31,6 +31,7 @@ and false-negative areas under the LSH S-curve, the method of datasketch's ``_op
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -63,6 +64,8 @@ __all__ = [
 
 MERSENNE_61 = (1 << 61) - 1
 PRIME_32 = (1 << 32) - 5  # largest prime below 2^32
+
+log = logging.getLogger(__name__)
 
 FLAG_SHORT = "short"
 FLAG_EMPTY = "empty"
@@ -223,10 +226,15 @@ def estimate_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
 
 @functools.lru_cache(maxsize=1)
 def _kernels():
-    """The compiled kernels module (udfs/curation/_minhash_kernels.py), or None without numba."""
+    """The compiled kernels module (udfs/curation/_minhash_kernels.py), or None without numba.
+
+    Cached, so the import is tried, and a failure logged as a warning, once per process.
+    """
     try:
         from udfs.curation import _minhash_kernels
-    except ImportError:  # numba missing: the numpy + xxhash reference path computes the same values
+    except ImportError as exc:  # numba missing or broken: the numpy + xxhash reference path computes the same values
+        log.warning("MinHash: numba kernels unavailable (%s); using the numpy fallback, about 3x slower. "
+                    "numba is a declared dependency (setup.py): reinstall it with a numpy it supports.", exc)
         return None
     return _minhash_kernels
 
