@@ -3,7 +3,7 @@
     spark-submit --properties-file spark-defaults.conf jobs/dedup.py \\
         --input lake/silver --output lake/gold --rejected lake/rejected [--clusters lake/clusters] \\
         [--against lake/gold] [--threshold 0.8] [--ngram 5] [--num-perm 112] [--bands B --rows R] \\
-        [--no-verify] [--checkpoint-dir DIR]
+        [--no-verify] [--recheck-window 64] [--checkpoint-dir DIR]
 
 1. Exact: documents with the same normalised text (case-folded, whitespace collapsed) keep the
    smallest doc_id; the others are rejected as ``dedup_exact`` with ``duplicate_of``.
@@ -12,7 +12,9 @@
    every member of a band bucket is linked to the bucket's smallest doc_id (a star: n-1 edges, never
    the n^2 pairs of a giant bucket); with verification (default) an edge is kept only when the exact
    Jaccard of the two documents' shingle sets is at least ``--threshold`` (computed in Spark for
-   the candidate endpoints only), so the bands can favour recall.
+   the candidate endpoints only), so the bands can favour recall. A member whose check against the
+   hub fails is then compared with its ``--recheck-window`` neighbours in doc_id order within that
+   bucket (see ``lsh_edges``), so two duplicates behind a dissimilar hub are still found.
 3. Connected components of the edges in Spark (jobs/components.py); one representative per
    cluster: a document already in ``--against`` if any, else the smallest doc_id. The others are
    rejected as ``dedup_fuzzy`` with ``duplicate_of`` = the representative.
@@ -51,6 +53,9 @@ class DedupConfig:
     bands: int = 0  # 0 = chosen for the threshold by optimal_bands_rows
     rows: int = 0
     verify: bool = True  # keep an LSH edge only if the exact Jaccard of the two shingle sets >= threshold
+    # why: a bucket of up to 65 members is checked soundly; larger ones cost at most 128 checks per member
+    # that fails against the hub (see lsh_edges)
+    recheck_window: int = 64
     checkpoint_dir: str = ""  # for connected components; "" = <output>_checkpoints
 
 
@@ -71,15 +76,17 @@ def transform(docs, existing, cfg: DedupConfig, mh_cfg, checkpoint: bool = True,
 
     ``existing`` is None or a DataFrame of (doc_id, norm_hash, minhash_signature, minhash_bands) of
     documents already in gold: they take part in matching and win representative choice but are
-    not part of the output. ``materialize`` (DataFrame -> DataFrame, default: identity) is applied
-    to the MinHash signatures, which both the LSH graph and the output read: the job passes a
-    stage-to-disk function so signatures are computed once and never cached on the heap.
+    not part of the output. ``materialize`` ((DataFrame, name) -> DataFrame, default: identity) is
+    applied to the MinHash signatures (name "minhash"), which both the LSH graph and the output
+    read, and to the candidates' shingle sets ("shingles"), which both rounds of ``lsh_edges``
+    read: the job passes a stage-to-disk function so each is computed once and never cached on
+    the heap.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     from jobs.components import connected_components
-    from udfs.dedup import make_minhash_udf, make_shingles_udf
+    from udfs.dedup import make_minhash_udf
 
     norm = F.sha2(F.lower(F.trim(F.regexp_replace(F.col(C.TEXT), r"\s+", " "))), 256)
     docs = docs.withColumn("norm_hash", norm).withColumn("_existing", F.lit(False))
@@ -92,30 +99,22 @@ def transform(docs, existing, cfg: DedupConfig, mh_cfg, checkpoint: bool = True,
     docs = docs.join(exact_rep, C.DOC_ID)
     reps = docs.filter(F.col(C.DOC_ID) == F.col("_rep"))
 
-    # --- fuzzy: MinHash + LSH star edges + verification, on exact representatives only
+    # --- fuzzy: MinHash + LSH edges (checked by exact Jaccard, see lsh_edges), on exact representatives only
     mh = reps.select(C.DOC_ID, make_minhash_udf(mh_cfg)(C.TEXT).alias("m")).select(C.DOC_ID, "m.*")
     if materialize is not None:
-        mh = materialize(mh)
+        mh = materialize(mh, "minhash")
     nodes = mh.select(C.DOC_ID, "minhash_signature", "minhash_bands", F.lit(False).alias("_existing"),
                       F.col("minhash_flag"))
     if existing is not None:
         nodes = nodes.unionByName(existing.select(C.DOC_ID, "minhash_signature", "minhash_bands",
                                                   F.lit(True).alias("_existing"), F.lit(None).cast("string").alias("minhash_flag")))
     matchable = nodes.filter(F.col("minhash_flag").isNull() | (F.col("minhash_flag") != "empty"))
-    exploded = matchable.select(C.DOC_ID, F.posexplode("minhash_bands").alias("band", "bucket"))
-    hubs = exploded.groupBy("band", "bucket").agg(F.min(C.DOC_ID).alias("hub"), F.count("*").alias("n")).filter("n > 1")
-    edges = exploded.join(hubs, ["band", "bucket"]).filter(F.col(C.DOC_ID) != F.col("hub")) \
-        .select(F.col(C.DOC_ID).alias("src"), F.col("hub").alias("dst")).distinct()
-    if cfg.verify:  # exact Jaccard of the candidate pairs' shingle sets, computed for endpoints only
+    texts = None
+    if cfg.verify:
         texts = reps.select(C.DOC_ID, C.TEXT)
         if existing is not None:
             texts = texts.unionByName(existing.select(C.DOC_ID, C.TEXT))
-        ends = edges.select(F.col("src").alias(C.DOC_ID)).union(edges.select(F.col("dst").alias(C.DOC_ID))).distinct()
-        sh = texts.join(ends, C.DOC_ID).select(C.DOC_ID, make_shingles_udf(mh_cfg.n_grams)(C.TEXT).alias("sh"))
-        a = sh.withColumnRenamed(C.DOC_ID, "src").withColumnRenamed("sh", "sa")
-        b = sh.withColumnRenamed(C.DOC_ID, "dst").withColumnRenamed("sh", "sb")
-        jac = F.size(F.array_intersect("sa", "sb")) / F.greatest(F.size(F.array_union("sa", "sb")), F.lit(1))
-        edges = edges.join(a, "src").join(b, "dst").filter(jac >= cfg.threshold).select("src", "dst")
+    edges = lsh_edges(matchable, texts, cfg, mh_cfg.n_grams, materialize)
     comps, iterations = connected_components(edges, checkpoint=checkpoint)
 
     flags = nodes.select(C.DOC_ID, "_existing")
@@ -134,6 +133,74 @@ def transform(docs, existing, cfg: DedupConfig, mh_cfg, checkpoint: bool = True,
                          .when(F.col(C.DROP_REASON) == "dedup_fuzzy", F.col("_frep")))
     out = out.withColumn("cluster_size", F.count("*").over(Window.partitionBy("cluster_id")))
     return out.drop("_rep", "_frep", "component", "_existing"), iterations
+
+
+def lsh_edges(nodes, texts, cfg: DedupConfig, n_grams: int, materialize=None):
+    """Return the (src, dst) edges of documents that share an LSH bucket, checked by exact Jaccard.
+
+    ``nodes`` has (doc_id, minhash_bands); ``texts`` has (doc_id, text) and is None without
+    verification. Without verification every member of a bucket is linked to the bucket's smallest
+    doc_id (the hub), which puts the whole bucket in one component. With verification an edge to
+    the hub is kept only when the exact Jaccard of the shingle sets is >= ``cfg.threshold``; a
+    star alone would then never compare two members behind a dissimilar hub (hub at J 0.6 to B and
+    C, B-C at J 0.9), so a second round compares each member whose hub check failed (an orphan)
+    with the members ranked at most W = ``cfg.recheck_window`` places from it in doc_id order
+    within that bucket (datatrove-style sorted neighbours).
+
+    Bound: a bucket of n members costs n - 1 hub checks plus at most 2W checks per orphan, so at
+    most (n - 1)(2W + 1), linear in n: a giant bucket of near-copies (few orphans) stays cheap.
+    What the bound costs: when n <= W + 1 every pair with J >= threshold in the bucket ends up in
+    one component (pairs of non-orphans through the hub, pairs with an orphan by a direct check);
+    in a larger bucket a pair with an orphan ranked more than W apart is found only through another
+    band or another verified path. Buckets of two members never need the second round.
+
+    Args:
+        nodes: matchable documents (empty ones excluded): doc_id, minhash_bands (array<bigint>).
+        texts: (doc_id, text) of the same documents, or None when ``cfg.verify`` is False.
+        cfg: threshold, verify and recheck_window.
+        n_grams: words per shingle, as for the signatures.
+        materialize: (DataFrame, name) -> DataFrame applied to the candidates' shingle sets, or None.
+
+    Returns:
+        DataFrame (src string, dst string) of undirected edges, each pair at most once per round.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from udfs.dedup import make_shingles_udf
+
+    exploded = nodes.select(C.DOC_ID, F.posexplode("minhash_bands").alias("band", "bucket"))
+    hubs = exploded.groupBy("band", "bucket").agg(F.min(C.DOC_ID).alias("hub"), F.count("*").alias("n")).filter("n > 1")
+    star = exploded.join(hubs, ["band", "bucket"]).filter(F.col(C.DOC_ID) != F.col("hub"))
+    pairs = star.select(F.col(C.DOC_ID).alias("src"), F.col("hub").alias("dst")).distinct()
+    if not cfg.verify:
+        return pairs
+    ends = pairs.select(F.col("src").alias(C.DOC_ID)).union(pairs.select(F.col("dst").alias(C.DOC_ID))).distinct()
+    sh = texts.join(ends, C.DOC_ID).select(C.DOC_ID, make_shingles_udf(n_grams)(C.TEXT).alias("sh"))
+    if materialize is not None:
+        sh = materialize(sh, "shingles")
+    a = sh.withColumnRenamed(C.DOC_ID, "src").withColumnRenamed("sh", "sa")
+    b = sh.withColumnRenamed(C.DOC_ID, "dst").withColumnRenamed("sh", "sb")
+    jac = F.size(F.array_intersect("sa", "sb")) / F.greatest(F.size(F.array_union("sa", "sb")), F.lit(1))
+
+    def check(candidates):  # (src, dst) -> (src, dst, ok)
+        return candidates.join(a, "src").join(b, "dst").select("src", "dst", (jac >= cfg.threshold).alias("ok"))
+
+    checked = check(pairs)
+    failed = checked.filter(~F.col("ok")).select(F.col("src").alias(C.DOC_ID), F.col("dst").alias("hub"))
+    # second round, only in buckets of 3+ members (in a pair bucket the hub is the orphan's only neighbour)
+    orphans = star.filter("n > 2").join(failed, [C.DOC_ID, "hub"]).select("band", "bucket", C.DOC_ID)
+    ranked = exploded.join(orphans.select("band", "bucket").distinct(), ["band", "bucket"]) \
+        .withColumn("rank", F.row_number().over(Window.partitionBy("band", "bucket").orderBy(C.DOC_ID)))
+    w = cfg.recheck_window
+    near = ranked.join(orphans, ["band", "bucket", C.DOC_ID]) \
+        .select("band", "bucket", F.col(C.DOC_ID).alias("src"), "rank",
+                F.explode(F.sequence(F.greatest(F.col("rank") - w, F.lit(2)), F.col("rank") + w)).alias("other")) \
+        .filter(F.col("other") != F.col("rank"))  # rank 1 is the hub, already checked
+    more = near.join(ranked.select("band", "bucket", F.col("rank").alias("other"), F.col(C.DOC_ID).alias("dst")),
+                     ["band", "bucket", "other"]) \
+        .select(F.least("src", "dst").alias("src"), F.greatest("src", "dst").alias("dst")).distinct()
+    return checked.filter("ok").select("src", "dst").union(check(more).filter("ok").select("src", "dst"))
 
 
 def run(spark, cfg: DedupConfig, record) -> None:
@@ -185,7 +252,7 @@ def _delete_path(spark, path: str) -> None:
 def _write_outputs(spark, cfg: DedupConfig, docs, existing, mh_cfg, stage, record) -> None:
     from pyspark.sql import functions as F
 
-    labelled, iterations = transform(docs, existing, cfg, mh_cfg, materialize=lambda df: stage(df, "minhash"))
+    labelled, iterations = transform(docs, existing, cfg, mh_cfg, materialize=stage)
     labelled = stage(labelled, "labelled")
 
     counts = {r[0]: r[1] for r in labelled.groupBy(C.DROP_REASON).count().collect()}
@@ -227,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("ngram", "num_perm", "bands", "rows"):
         p.add_argument("--" + name.replace("_", "-"), type=int)
     p.add_argument("--no-verify", dest="verify", action="store_false", default=None)
+    p.add_argument("--recheck-window", type=int,
+                   help="members within this many places in a bucket re-checked when the hub check fails (64)")
     p.add_argument("--checkpoint-dir")
     p.add_argument("--config", help="JSON file with DedupConfig fields; flags override it")
     cli.add_lake_args(p)
@@ -242,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = cli.load_config_file(args.config, DedupConfig, overrides)
         if bool(cfg.bands) != bool(cfg.rows):
             raise cli.UsageError("give both --bands and --rows, or neither")
+        if cfg.recheck_window < 1:
+            raise cli.UsageError(f"--recheck-window must be >= 1, got {cfg.recheck_window}")
         runs = cli.resolve_table(args.runs, args.lake, "runs", "--runs")
     except (ValueError, cli.UsageError) as exc:
         log.error("%s", exc)

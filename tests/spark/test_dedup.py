@@ -2,10 +2,11 @@
 
 import random
 
+import numpy as np
 import pytest
 
 from jobs import dedup
-from udfs.curation.minhash import jaccard, shingle_set
+from udfs.curation.minhash import MinHashConfig, jaccard, minhash_batch, shingle_set
 
 pytestmark = pytest.mark.spark
 
@@ -86,3 +87,25 @@ def test_incremental_dedup_against_existing_gold(spark, tmp_path, corpus):
                 for r in spark.read.format("delta").load(str(tmp_path / "rejected")).collect()}
     assert rejected == {"chain-b": ("dedup_fuzzy", "chain-a"), "exact-2": ("dedup_exact", "exact-1")}
     assert spark.sql(f"DESCRIBE HISTORY delta.`{tmp_path / 'gold'}`").count() == gold_v + 1  # one append
+
+
+def test_pair_behind_a_failing_hub_is_still_found(spark, tmp_path):
+    # B ~ C (J 0.90) share LSH buckets only together with A, the smallest id, which is at J ~0.6 to both:
+    # A-B and A-C fail the exact check, so a member-to-hub star alone never compares B with C.
+    rng = random.Random(1)
+    b = " ".join(rng.choice(VOCAB) for _ in range(300))
+    docs = {"tri-a": _mutate(b, 13, 2001), "tri-b": b, "tri-c": _mutate(b, 3, 1001)}
+    sh = {k: shingle_set(v) for k, v in docs.items()}
+    assert 0.6 <= jaccard(sh["tri-a"], sh["tri-b"]) < 0.7 and 0.6 <= jaccard(sh["tri-a"], sh["tri-c"]) < 0.7
+    assert 0.9 <= jaccard(sh["tri-b"], sh["tri-c"]) < 0.91
+    cfg = MinHashConfig(num_perm=8, bands=4, rows=2)
+    a_bands, b_bands, c_bands = (np.asarray(x) for x in minhash_batch(list(docs.values()), cfg).minhash_bands)
+    assert (b_bands == c_bands).sum() == 3 and ((b_bands == c_bands) <= (a_bands == b_bands)).all()
+
+    _write(spark, tmp_path / "silver", docs)
+    assert dedup.main(["--lake", str(tmp_path), "--threshold", "0.8", "--bands", "4", "--rows", "2"]) == 0
+    gold = {r.doc_id for r in spark.read.format("delta").load(str(tmp_path / "gold")).collect()}
+    assert gold == {"tri-a", "tri-b"}
+    rejected = {r.doc_id: (r.drop_reason, r.duplicate_of)
+                for r in spark.read.format("delta").load(str(tmp_path / "rejected")).collect()}
+    assert rejected == {"tri-c": ("dedup_fuzzy", "tri-b")}
