@@ -109,3 +109,9 @@ def test_pair_behind_a_failing_hub_is_still_found(spark, tmp_path):
     rejected = {r.doc_id: (r.drop_reason, r.duplicate_of)
                 for r in spark.read.format("delta").load(str(tmp_path / "rejected")).collect()}
     assert rejected == {"tri-c": ("dedup_fuzzy", "tri-b")}
+
+
+def test_recheck_window_below_one_is_a_usage_error(tmp_path, caplog):
+    assert dedup.main(["--lake", str(tmp_path), "--recheck-window", "0"]) == 2
+    assert "--recheck-window must be >= 1, got 0" in caplog.text
+    assert not (tmp_path / "gold").exists()
