@@ -1,19 +1,29 @@
-"""Tokens per CPU-second: the build_dataset job (Spark, local[N]) vs HF tokenizers' encode_batch alone.
+"""Tokens per CPU-second: the build_dataset job (Spark, local[N]) vs ``encode_batch_fast`` alone, at its best chunk size.
 
-    python bench/tokenize/bench_build_dataset.py --cores 2 [--repeat K] \\
+    python bench/tokenize/bench_build_dataset.py --cores 2 --repeat K [--runs 3] [--raw PATH] \\
         ../shared/data/gutenberg_12_novels/gutenberg_12_novels_paragraphs.jsonl \\
         ../shared/data/web_c4_sample/c4_en_sample_1000.jsonl
 
 Both sides use the same byte-level BPE (vocab 8192, trained once up front on the same text and
 passed to the job with --tokenizer, so the job's time is tokenising + splitting + shuffling +
-packing + the Delta write) and the same documents. The baseline is one process calling
-``Tokenizer.encode_batch`` on all texts (K times) with RAYON_NUM_THREADS=1 (one core), timed by its
-process CPU time, in chunks of 512 and of 10,000 texts: the faster of the two is the baseline. The job's CPU is user + system seconds of the whole process tree (this
-driver, the JVM, the Python workers) read from /proc before and after it, so other load on the machine
-does not count; tokens / (wall seconds x cores) is printed too. The Spark session is started and the
-gold table (the corpus K times, ids made unique) written before timing; a warm-up job on a small
-table runs first (JIT, Python workers), as the baseline's tokenizer is warmed up too. Load averages are
-printed with each number: the cores may be shared.
+packing + the Delta write) and the same documents, the corpus K times.
+
+Baseline: one process calling ``tokenizers.Tokenizer.encode_batch_fast(texts, add_special_tokens=False)``,
+the call the job makes (``model.tokenizer.TextTokenizer.encode_batch``), on the corpus K times, one
+thread (``RAYON_NUM_THREADS=1``), timed by its process CPU time, and reading every ``Encoding.ids`` as
+the job does. Its rate depends on the chunk size (texts per call), so it is swept over ``--chunks``
+(``whole`` = one call over the whole corpus, once per copy) and the best is the baseline. Warm-up:
+one call on 2,000 texts, as the job gets one warm-up job on 2,000 documents.
+
+Job: ``jobs.build_dataset.main`` on ``local[N]``; its CPU is user + system seconds of the whole
+process tree (this driver, the JVM, the Python workers) read from /proc before and after, so other
+load on the machine does not count; tokens / (wall seconds x cores) is printed too. The Spark session
+is started and the gold table (the corpus K times, ids made unique) written before timing.
+
+Same repeats, same statistic on both sides: every chunk size and the job each run ``--runs`` times,
+interleaved round by round, and the median is taken. The headline is
+``median job tokens/CPU-s / best median baseline tokens/CPU-s``. Each run's raw numbers go to
+``--raw`` (default ``bench/tokenize/raw/build_dataset-<UTC>.json``).
 """
 
 from __future__ import annotations
@@ -26,49 +36,64 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from proc_cpu import tree_cpu_seconds  # noqa: E402
+from benchlib import default_raw_path, median, pin_threads, write_raw
+from proc_cpu import tree_cpu_seconds
+
+DEFAULT_CHUNKS = "64,256,512,2048,10000,whole"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("inputs", nargs="+")
-    p.add_argument("--cores", type=int, default=2)
+def parse_chunks(spec: str, n_texts: int) -> dict[str, int]:
+    """``"64,512,whole"`` -> {"64": 64, "512": 512, "whole": n_texts}; sizes above the corpus are dropped."""
+    out: dict[str, int] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        size = n_texts if item == "whole" else int(item)
+        if size < 1:
+            raise SystemExit(f"--chunks: sizes must be >= 1, got {item}")
+        if item == "whole" or size < n_texts:
+            out[item] = size
+    return out
+
+
+def encode_cpu(backend, texts: list[str], copies: int, chunk: int) -> tuple[float, int]:
+    """(process CPU seconds, tokens incl. one EOS per doc) for ``encode_batch_fast`` over ``copies`` x texts."""
+    fn = backend.encode_batch_fast
+    t0, n = time.process_time(), 0
+    for _ in range(copies):
+        for i in range(0, len(texts), chunk):
+            n += sum(len(e.ids) + 1 for e in fn(texts[i : i + chunk], add_special_tokens=False))
+    return time.process_time() - t0, n
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("inputs", nargs="+", help="JSONL files with a 'text' field")
+    p.add_argument("--cores", type=int, default=2, help="local[N] for the job")
     p.add_argument("--repeat", type=int, default=1, help="copies of the corpus (ids made unique)")
-    p.add_argument("--job-runs", type=int, default=3, help="timed job runs (the median is the result)")
+    p.add_argument("--runs", "--job-runs", type=int, default=3, dest="runs",
+                   help="timed runs of the job and of every baseline chunk size (median reported)")
+    p.add_argument("--chunks", default=DEFAULT_CHUNKS, help="baseline chunk sizes to sweep (texts per call; 'whole')")
     p.add_argument("--driver-memory", default="4g", help="local[N] runs everything in the driver JVM")
-    args = p.parse_args()
-    os.environ.setdefault("RAYON_NUM_THREADS", "1")
+    p.add_argument("--raw", help="raw JSON output (default bench/tokenize/raw/build_dataset-<UTC>.json)")
+    args = p.parse_args(argv)
+    if args.runs < 1 or args.repeat < 1:
+        raise SystemExit("--runs and --repeat must be >= 1")
+    pin_threads(1, rayon=True)  # before tokenizers starts its pool; Spark's Python workers inherit the env
 
-    texts = []
+    texts: list[str] = []
     for path in args.inputs:
         with open(path, encoding="utf-8") as fh:
             texts += [t for t in (json.loads(line)["text"] for line in fh) if t.strip()]
+    chunks = parse_chunks(args.chunks, len(texts))
 
-    from model.tokenizer import train_bpe
+    from model.tokenizer import ENCODE_SLICE, train_bpe
 
     tok = train_bpe(texts[:20000], 8192)
+    backend = tok.backend
+    base_runs: dict[str, list[float]] = {name: [] for name in chunks}
+    job_runs: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         tok_path = os.path.join(tmp, "tokenizer.json")
         tok.save(tok_path)
-
-        # baseline: the same texts, --repeat times, encoded in chunks (all Encodings at once do not fit);
-        # the rate depends on the chunk size (working set), so the best of two sizes is the baseline
-        def encode_cpu(method: str, chunk: int) -> tuple[float, int]:
-            fn = getattr(tok.backend, method)
-            t0, n = time.process_time(), 0
-            for _ in range(args.repeat):
-                for i in range(0, len(texts), chunk):
-                    n += sum(len(e.ids) + 1 for e in fn(texts[i : i + chunk], add_special_tokens=False))
-            return time.process_time() - t0, n  # tokens incl. one EOS per doc, as the job counts them
-
-        tok.backend.encode_batch(texts[:2000], add_special_tokens=False)  # warm-up
-        load_base = os.getloadavg()
-        base = {chunk: encode_cpu("encode_batch", chunk) for chunk in (512, 10000)}
-        base_chunk = min(base, key=lambda c: base[c][0])
-        base_cpu, n_tokens = base[base_chunk]
-        base_rate = n_tokens / base_cpu
-        fast_cpu, _ = encode_cpu("encode_batch_fast", 512)  # for reference: ids only, what the job calls
-        fast_rate = n_tokens / fast_cpu
 
         from pyspark.sql import functions as F
 
@@ -78,50 +103,81 @@ def main() -> None:
         spark = get_spark("bench-tokenize", master=f"local[{args.cores}]",
                           conf={"spark.driver.memory": args.driver_memory})
         spark.sparkContext.setLogLevel("ERROR")
-        gold = os.path.join(tmp, "gold")
-        src = None
+        gold, src = os.path.join(tmp, "gold"), None
         for path in args.inputs:
             df = spark.read.json(path).select(
                 F.concat(F.lit(os.path.basename(path) + ":"), F.col("id")).alias("doc_id"), "text")
+            df = df.filter(F.trim("text") != "")
             src = df if src is None else src.unionByName(df)
-        src = src.filter(F.trim("text") != "")
+
+        def job(inp: str, name: str) -> str:
+            out = os.path.join(tmp, f"{name}_out")
+            assert build_dataset.main(["--input", inp, "--lake", tmp, "--tokenizer", tok_path, "--output",
+                                       os.path.join(tmp, f"{name}_tokens"), "--tokenizer-out", out,
+                                       "--block-size", "256"]) == 0
+            return out
+
+        # warm-up, the same on both sides: 2,000 texts through the tokenizer, a 2,000-document job
+        backend.encode_batch_fast(texts[:2000], add_special_tokens=False)
         warm = os.path.join(tmp, "warm")
         src.limit(2000).repartition(args.cores).write.format("delta").save(warm)
-        assert build_dataset.main(["--input", warm, "--lake", tmp, "--tokenizer", tok_path, "--output",
-                                   os.path.join(tmp, "warm_tokens"), "--tokenizer-out", os.path.join(tmp, "warm_out"),
-                                   "--block-size", "256"]) == 0
+        job(warm, "warm")
         copies = spark.range(args.repeat).withColumnRenamed("id", "k")
         (src.crossJoin(copies).select(F.concat("doc_id", F.lit("#"), F.col("k").cast("string")).alias("doc_id"), "text")
          .repartition(args.cores * 2).write.format("delta").save(gold))
-        runs = []  # (wall, cpu, load before, load after) per run, each into a new output table
-        for k in range(args.job_runs):
-            load_job = os.getloadavg()
-            out = os.path.join(tmp, f"out{k}")
+
+        n_tokens = None
+        for r in range(args.runs):  # interleaved: one run of every chunk size, then one job run
+            for name, size in chunks.items():
+                cpu, n = encode_cpu(backend, texts, args.repeat, size)
+                assert n_tokens in (None, n), (n_tokens, n)
+                n_tokens = n
+                base_runs[name].append(cpu)
+                print(f"run {r} encode_batch_fast chunks of {name}: {cpu:.2f} CPU s", flush=True)
+            load0 = os.getloadavg()[0]
             t0, c0 = time.monotonic(), tree_cpu_seconds()
-            assert build_dataset.main(["--input", gold, "--lake", tmp, "--tokenizer", tok_path, "--output",
-                                       os.path.join(tmp, f"tokens{k}"), "--tokenizer-out", out, "--block-size", "256"]) == 0
-            runs.append((time.monotonic() - t0, tree_cpu_seconds() - c0, load_job[0], os.getloadavg()[0]))
+            out = job(gold, f"run{r}")
+            wall, cpu = time.monotonic() - t0, tree_cpu_seconds() - c0
             with open(os.path.join(out, "dataset.json"), encoding="utf-8") as fh:
-                meta = json.load(fh)
-            job_tokens = sum(meta["tokens"].values())
-            assert job_tokens == n_tokens, (job_tokens, n_tokens)
+                job_tokens = sum(json.load(fh)["tokens"].values())
+            assert job_tokens == n_tokens, f"job wrote {job_tokens} tokens, the baseline counted {n_tokens}"
+            job_runs.append({"wall_s": wall, "cpu_s": cpu, "load_before": load0, "load_after": os.getloadavg()[0]})
+            print(f"run {r} build_dataset: {cpu:.1f} CPU s, {wall:.1f} s wall", flush=True)
         spark.stop()
-    print(f"{len(texts) * args.repeat} docs, {n_tokens} tokens (incl. one EOS per doc)")
-    for chunk, (cpu, _) in base.items():
-        print(f"encode_batch alone, 1 thread, chunks of {chunk}: {cpu:.1f} CPU s = {n_tokens / cpu:,.0f} tokens per CPU-second")
-    print(f"baseline = the faster (chunks of {base_chunk}): {base_rate:,.0f} tokens per CPU-second"
-          f" (load average before: {load_base[0]:.2f})")
-    print(f"encode_batch_fast alone (ids only, chunks of 512), 1 thread: {fast_rate:,.0f} tokens per CPU-second")
-    for k, (wall, cpu, l0, l1) in enumerate(runs):
-        print(f"build_dataset job run {k}, local[{args.cores}]: {cpu:.1f} CPU s = {n_tokens / cpu:,.0f} tokens per CPU-second;"
-              f" {wall:.1f} s wall = {n_tokens / (wall * args.cores):,.0f} tokens per core-second"
-              f" (load average before/after: {l0:.2f}/{l1:.2f})")
-    cpu = sorted(r[1] for r in runs)[len(runs) // 2]
-    wall = sorted(r[0] for r in runs)[len(runs) // 2]
-    print(f"median of {len(runs)} runs: {cpu:.1f} CPU s, {wall:.1f} s wall")
-    print(f"ratio job / encode_batch per CPU-second: {n_tokens / cpu / base_rate:.2f}"
-          f" (per core-second of wall: {n_tokens / (wall * args.cores) / base_rate:.2f})")
+
+    sweep = {name: {"texts_per_call": chunks[name], "cpu_s_runs": cpus, "cpu_s_median": median(cpus),
+                    "tokens_per_cpu_s": n_tokens / median(cpus)} for name, cpus in base_runs.items()}
+    best = max(sweep, key=lambda name: sweep[name]["tokens_per_cpu_s"])
+    base_rate = sweep[best]["tokens_per_cpu_s"]
+    job_cpu, job_wall = median([r["cpu_s"] for r in job_runs]), median([r["wall_s"] for r in job_runs])
+    job_rate = n_tokens / job_cpu
+    summary = {
+        "docs": len(texts) * args.repeat,
+        "tokens": n_tokens,
+        "baseline_best_chunk": best,
+        "baseline_tokens_per_cpu_s": base_rate,
+        "job_tokens_per_cpu_s": job_rate,
+        "job_tokens_per_core_s_wall": n_tokens / (job_wall * args.cores),
+        "ratio_per_cpu_s": job_rate / base_rate,  # the headline
+        "ratio_per_core_s_wall": n_tokens / (job_wall * args.cores) / base_rate,
+        "ratio_vs_job_slice": job_rate / sweep[str(ENCODE_SLICE)]["tokens_per_cpu_s"] if str(ENCODE_SLICE) in sweep else None,
+    }
+    print(f"\n{summary['docs']} docs, {n_tokens} tokens (incl. one EOS per doc), median of {args.runs} runs each")
+    for name, row in sweep.items():
+        mark = "  <- baseline (best)" if name == best else ""
+        print(f"  encode_batch_fast, 1 thread, chunks of {name:>6}: {row['cpu_s_median']:7.2f} CPU s = "
+              f"{row['tokens_per_cpu_s']:12,.0f} tokens/CPU-s{mark}")
+    print(f"  build_dataset job, local[{args.cores}]: {job_cpu:.1f} CPU s = {job_rate:,.0f} tokens/CPU-s; "
+          f"{job_wall:.1f} s wall = {summary['job_tokens_per_core_s_wall']:,.0f} tokens per core-second")
+    print(f"ratio job / best encode_batch_fast per CPU-second: {summary['ratio_per_cpu_s']:.2f} "
+          f"(per core-second of wall: {summary['ratio_per_core_s_wall']:.2f})")
+    write_raw(args.raw or default_raw_path("tokenize", "build_dataset"), {
+        "bench": "tokenize/build_dataset", "inputs": args.inputs, "repeat": args.repeat, "runs": args.runs,
+        "cores": args.cores, "job_encode_slice": ENCODE_SLICE,
+        "baseline_sweep": sweep, "job_runs": job_runs, "summary": summary,
+    })
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
