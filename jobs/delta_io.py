@@ -46,8 +46,9 @@ def _key_condition(keys: list[str]):
     return reduce(lambda a, b: a & b, [F.col(f"t.`{k}`").eqNullSafe(F.col(f"s.`{k}`")) for k in keys])
 
 
-def merge_insert_new(spark, path: str, df, keys: list[str]) -> dict[str, int]:
-    """Insert the rows of ``df`` whose ``keys`` are not yet in the table; change nothing else.
+def merge_insert_new(spark, path: str, df, keys: list[str], replace_if=None) -> dict[str, int]:
+    """Insert the rows of ``df`` whose ``keys`` are not yet in the table (and replace those ``replace_if``
+    selects); change nothing else.
 
     Rerunning with the same ``df`` is a no-op, which makes the jobs idempotent. ``df`` must not hold
     two rows with the same keys (callers deduplicate first).
@@ -57,20 +58,26 @@ def merge_insert_new(spark, path: str, df, keys: list[str]) -> dict[str, int]:
         path: an existing Delta table (see `ensure_table`).
         df: rows to insert, with the table's columns.
         keys: columns that identify a row.
+        replace_if: a condition on the target row ``t`` (and source row ``s``), e.g. "its last try
+            failed": matching rows for which it holds are replaced by ``df``'s row. None = never.
 
     Returns:
-        ``{"inserted": n}`` read from Delta's commit metrics.
+        ``{"inserted": n, "updated": m}`` read from Delta's commit metrics.
     """
     from delta.tables import DeltaTable
 
     target = DeltaTable.forPath(spark, path)
     before = table_version(spark, path)
     cond = _key_condition(keys)
-    target.alias("t").merge(df.alias("s"), cond).whenNotMatchedInsertAll().execute()
+    merge = target.alias("t").merge(df.alias("s"), cond)
+    if replace_if is not None:
+        merge = merge.whenMatchedUpdateAll(condition=replace_if)
+    merge.whenNotMatchedInsertAll().execute()
     if table_version(spark, path) == before:  # a MERGE that changes nothing commits nothing
-        return {"inserted": 0}
+        return {"inserted": 0, "updated": 0}
     metrics = last_operation_metrics(spark, path)
-    return {"inserted": int(metrics.get("numTargetRowsInserted", 0))}
+    return {"inserted": int(metrics.get("numTargetRowsInserted", 0)),
+            "updated": int(metrics.get("numTargetRowsUpdated", 0))}
 
 
 def last_commit(spark, path: str) -> tuple[int, dict[str, str]]:
@@ -117,7 +124,7 @@ def append_new(spark, path: str, df, keys: list[str]) -> int:
     return n
 
 
-def merge_upsert_changed(spark, path: str, df, keys: list[str], version_col: str) -> dict[str, int]:
+def merge_upsert_changed(spark, path: str, df, keys: list[str], version_col: str, replace_if=None) -> dict[str, int]:
     """Insert rows of ``df`` with new ``keys``; replace rows whose ``version_col`` differs; keep the rest.
 
     Used by incremental jobs whose rows are derived from an input row identified by ``keys`` and a
@@ -131,6 +138,8 @@ def merge_upsert_changed(spark, path: str, df, keys: list[str], version_col: str
         df: rows to upsert.
         keys: columns that identify a row.
         version_col: column whose change means the row must be replaced (null-safe comparison).
+        replace_if: a further condition on target ``t`` / source ``s`` under which a matching row is
+            replaced even when ``version_col`` is unchanged (a failed try); None = none.
 
     Returns:
         ``{"inserted": n, "updated": m}`` from Delta's commit metrics.
@@ -142,6 +151,8 @@ def merge_upsert_changed(spark, path: str, df, keys: list[str], version_col: str
     before = table_version(spark, path)
     cond = _key_condition(keys)
     changed = ~F.col(f"t.`{version_col}`").eqNullSafe(F.col(f"s.`{version_col}`"))
+    if replace_if is not None:
+        changed = changed | replace_if
     (target.alias("t").merge(df.alias("s"), cond)
      .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll().execute())
     if table_version(spark, path) == before:

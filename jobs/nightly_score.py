@@ -5,12 +5,16 @@
         [--text-col text] [--id-col doc_id] [--lake lake] [--config f.json] [scoring options as jobs/score.py]
 
 The output table itself is the state: a row is scored when no output row of this model has the
-same (doc_id, content_hash). That covers new rows, changed texts, and rows a failed run never wrote,
-without trusting any bookmark. Changed texts replace their old output row (MERGE on
-(doc_id, model_hash), updating only when content_hash differs); scores of rows deleted from the input
-are kept. Every run is recorded in the runs table with ``rows`` (input rows), ``unchanged`` (rows - scored;
-duplicate ids count here), ``new``, ``changed``, ``scored``, ``errors``, ``inserted``, ``updated``
-and ``merge_retries``.
+same (doc_id, content_hash), or when that row is a model failure (``model_failed: ...``, retryable;
+input errors such as ``empty_text`` are final). That covers new rows, changed texts, rows a failed
+run never wrote and rows the model failed on, without trusting any bookmark. Changed texts and
+retried rows replace their old output row (MERGE on (doc_id, model_hash), updating only when
+content_hash differs or the old row failed in the model); scores of rows deleted from the input are
+kept. Every run is recorded in the runs table with ``rows`` (input rows), ``unchanged`` (rows - scored;
+duplicate ids count here), ``new``, ``changed``, ``retried``, ``scored``, ``errors`` (= ``input_errors``
++ ``model_errors``), ``inserted``, ``updated`` and ``merge_retries``. As in jobs/score.py, a run whose
+model failures exceed ``--max-error-rate`` exits 1 after writing, and ``--expect-model-hash`` refuses
+another artifact (exit 2).
 
 Safe to rerun (a run with nothing to do commits nothing) and to run twice at once: both MERGEs read
 the whole target, so Delta's optimistic concurrency makes the later one fail with a conflict; it is
@@ -23,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections import Counter
 from dataclasses import asdict
 
 from jobs import cli
@@ -32,11 +35,15 @@ from jobs.score import (
     ScoreConfig,
     build_config,
     build_parser,
+    check_error_rate,
     describe_model,
     ensure_output,
+    find_todo,
     lineage_for,
     prepare,
+    retryable,
     spread,
+    tally,
     transform,
 )
 from jobs.spark import get_spark
@@ -45,54 +52,42 @@ from udfs import columns as C
 log = logging.getLogger("jobs.nightly_score")
 
 
-def find_todo(spark, rows, cfg: ScoreConfig, model_hash: str):
-    """Prepared input rows with no output row of this model at the same (doc_id, content_hash),
-    with a ``_status`` column: ``new`` (id never scored by this model) or ``changed`` (text changed)."""
-    from pyspark.sql import functions as F
-
-    done = spark.read.format("delta").load(cfg.output).filter(F.col(C.MODEL_HASH) == model_hash)
-    done = done.select(F.col(C.DOC_ID).alias("_id"), F.col(C.CONTENT_HASH).alias("_hash"))
-    joined = rows.join(done, F.col(C.DOC_ID) == F.col("_id"), "left")  # output has one row per (doc_id, model)
-    status = F.when(F.col("_id").isNull(), "new").when(~F.col(C.CONTENT_HASH).eqNullSafe(F.col("_hash")), "changed")
-    return joined.withColumn("_status", status).filter(F.col("_status").isNotNull()).drop("_id", "_hash")
-
-
 def run(spark, cfg: ScoreConfig, record) -> None:
     """The job body (``cli.run_job`` records it): find new/changed rows, score them, upsert, count."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    model = describe_model(cfg.model)
+    model = describe_model(cfg.model, cfg.expect_model_hash)
     version = table_version(spark, cfg.input)
     if version is None:
         raise cli.UsageError(f"--input {cfg.input} is not a Delta table")
     ensure_output(spark, cfg)
     record.input_versions[cfg.input] = version
     df = spark.read.format("delta").option("versionAsOf", version).load(cfg.input)
-    todo = spread(spark, find_todo(spark, prepare(df, cfg), cfg, model[1]), cfg)
+    todo = spread(spark, find_todo(spark, prepare(df, cfg), cfg, model[1], changed=True), cfg)
     lineage = lineage_for(cfg, model, version, record)
     scored = transform(todo, cfg, lineage, keep=("_status",)).persist(StorageLevel.MEMORY_AND_DISK)
     try:  # one pass scores everything and counts it; the MERGE then reads the cached rows
-        stats = Counter()
-        for status, ok, n in scored.groupBy("_status", F.col(C.ERROR).isNull()).count().collect():
-            stats[status] += n
-            stats["errors"] += 0 if ok else n
+        stats = tally(scored)
         merged, retries = {"inserted": 0, "updated": 0}, 0
-        if stats["new"] or stats["changed"]:  # nothing to do: no MERGE, no commit
+        if stats["scored"]:  # nothing to do: no MERGE, no commit
             source = scored.drop("_status")
             merged, retries = retry_on_conflict(
-                lambda: merge_upsert_changed(spark, cfg.output, source, [C.DOC_ID, C.MODEL_HASH], C.CONTENT_HASH),
+                lambda: merge_upsert_changed(spark, cfg.output, source, [C.DOC_ID, C.MODEL_HASH], C.CONTENT_HASH,
+                                             replace_if=retryable(F.col(f"t.{C.ERROR}"))),
                 what="MERGE")
     finally:
         scored.unpersist()
-    n_rows, n_scored = df.count(), stats["new"] + stats["changed"]
-    record.counts.update(rows=n_rows, unchanged=n_rows - n_scored, new=stats["new"], changed=stats["changed"],
-                         scored=n_scored, errors=stats["errors"], inserted=merged["inserted"],
-                         updated=merged["updated"], merge_retries=retries)
+    n_rows = df.count()
+    record.counts.update(rows=n_rows, unchanged=n_rows - stats["scored"], new=stats["new"], changed=stats["changed"],
+                         retried=stats["retried"], scored=stats["scored"], errors=stats["errors"],
+                         input_errors=stats["input_errors"], model_errors=stats["model_errors"],
+                         inserted=merged["inserted"], updated=merged["updated"], merge_retries=retries)
     record.output_versions[cfg.output] = table_version(spark, cfg.output)
     record.extra.update(model_name=model[0], model_hash=model[1], task=cfg.task)
     log.info("nightly %s %s with %s: %s", cfg.task, cfg.input, model[0], record.counts)
     print(json.dumps({"run_id": record.run_id, **record.counts}, sort_keys=True))
+    check_error_rate(record.counts, cfg.max_error_rate)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,19 +3,30 @@
     spark-submit --properties-file spark-defaults.conf jobs/score.py \\
         --input lake/gold --model models/m1 --task score --output lake/scores \\
         [--text-col text] [--id-col doc_id] [--lake lake] [--stream --checkpoint DIR] [--config f.json] \\
-        [--token-budget N] [--precision fp32|bf16|auto] [--max-rows 64] [--max-len N] [--stride N] [--max-new-tokens 64] ...
+        [--token-budget N] [--precision fp32|bf16|auto] [--max-rows 64] [--max-len N] [--stride N] \\
+        [--max-new-tokens 64] [--max-error-rate 0.01] [--expect-model-hash HASH] ...
 
 Reads the input at its latest Delta version and writes one row per (doc_id, model_hash) with the
 task's outputs (see ``udfs.scoring``), ``content_hash`` of the text and lineage (model_name,
 model_hash, input_table, input_version, run_id, scored_at). Rows already scored by this model are
-skipped and the write is an insert-only MERGE on (doc_id, model_hash), so a rerun writes nothing and
-commits nothing. Changed texts are rescored by ``jobs/nightly_score.py``, not here.
+skipped and the write is a MERGE on (doc_id, model_hash), so a rerun writes nothing and commits
+nothing. Changed texts are rescored by ``jobs/nightly_score.py``, not here.
+
+Errors: a row whose input is bad (``null_text``, ``empty_text``, ``encode_failed: ...``) is done, with
+its reason. A row the model failed on (``model_failed: ...``: out of memory, a CUDA fault) is written
+too, but it is retryable: the next run (and nightly_score) scores it again and replaces it. When more
+than ``--max-error-rate`` (default 0.01) of the rows sent to the model failed in it, the run still
+writes what it scored, is recorded as ``failed`` with its counts (``input_errors``, ``model_errors``,
+``retried``), and exits 1. ``--expect-model-hash HASH`` refuses (exit 2) an artifact with another hash
+before anything is loaded or written: the manifest check alone proves integrity, not identity.
 
 ``--stream``: the input is read as a Delta stream (append-only tables) and every micro-batch is
 scored and MERGEd by ``foreachBatch`` with ``trigger(availableNow=True)``: everything new since the
 checkpoint is processed, then the job ends. The counts and run record are those of the whole run;
 ``input_version`` is the table version when the run started (what availableNow reads up to).
-Changes other than appends make the Delta stream fail: score such tables with nightly_score.
+Changes other than appends make the Delta stream fail: score such tables with nightly_score. Rows an
+earlier run failed on in the model are not in the stream again; a streaming run rescores them first
+(from the input at that version), then processes the stream.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import argparse
 import json
 import logging
 import sys
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 from jobs import cli
@@ -71,6 +83,10 @@ class ScoreConfig:
     top_p: float | None = None
     seed: int | None = 0  # generate: per-row seed, so outputs do not depend on batching
     precision: str = "fp32"  # score/embed: fp32 | bf16 | auto (bf16 where the hardware has it)
+    # model failures / rows sent to the model, over which the run fails (exit 1, after writing); one
+    # OOM row in a hundred is noise, more is a broken model or device worth a page
+    max_error_rate: float = 0.01
+    expect_model_hash: str | None = None  # refuse an artifact with another hash; None = any intact one
 
     def __post_init__(self) -> None:
         if self.task not in S.TASKS:
@@ -79,6 +95,8 @@ class ScoreConfig:
             raise ValueError(f"--precision must be one of {S.PRECISIONS}, got {self.precision!r}")
         if self.stream and not self.checkpoint:
             raise ValueError("--stream needs --checkpoint DIR (where the stream records its progress)")
+        if not 0.0 <= self.max_error_rate <= 1.0:  # also refuses NaN
+            raise ValueError(f"--max-error-rate must be in [0, 1] (a fraction of rows), got {self.max_error_rate}")
 
     def task_options(self) -> dict:
         """Keyword options of the task's core function (``udfs.scoring.score_texts`` ...)."""
@@ -98,16 +116,26 @@ def output_schema(task: str) -> str:
     return f"{C.DOC_ID} string, {C.CONTENT_HASH} string, {S.SCHEMAS[task]}, {LINEAGE}"
 
 
-def describe_model(path: str) -> tuple[str, str]:
-    """(model_name, model_hash) of a verified artifact; model_name = lineage ``model_name`` or the folder name."""
+def describe_model(path: str, expected_hash: str | None = None) -> tuple[str, str]:
+    """(model_name, model_hash) of a verified artifact; model_name = lineage ``model_name`` or the folder name.
+
+    Raises:
+        cli.UsageError: if the artifact is damaged, or its hash is not ``expected_hash`` (None = any).
+    """
     import os
 
-    from model.artifact import ArtifactIntegrityError, verify_artifact
+    from model.artifact import (
+        ArtifactHashMismatch,
+        ArtifactIntegrityError,
+        verify_artifact,
+    )
 
     try:
-        digest = verify_artifact(path)
+        digest = verify_artifact(path, expected_hash)
         with open(os.path.join(path, "metadata.json"), encoding="utf-8") as f:
             lineage = json.load(f).get("lineage") or {}
+    except ArtifactHashMismatch as exc:
+        raise cli.UsageError(f"--model {path!r} is not the model of --expect-model-hash: {exc}") from exc
     except (ArtifactIntegrityError, OSError, ValueError) as exc:
         raise cli.UsageError(f"--model {path!r} is not a valid artifact: {exc}") from exc
     return str(lineage.get("model_name") or os.path.basename(os.path.normpath(path))), digest
@@ -170,30 +198,93 @@ def lineage_for(cfg: ScoreConfig, model: tuple[str, str], version: int | None, r
             C.SCORED_AT: record.started_at.replace(tzinfo=None)}
 
 
+class ModelErrorRateExceeded(RuntimeError):
+    """More rows failed in the model than ``--max-error-rate`` allows (the run fails after writing)."""
+
+
+def retryable(error):
+    """Spark column: True where ``error`` is a model failure (`udfs.scoring.is_retryable_error`), else False."""
+    from pyspark.sql import functions as F
+
+    return F.coalesce(error.startswith(S.MODEL_FAILED + ":"), F.lit(False))
+
+
+def find_todo(spark, rows, cfg: ScoreConfig, model_hash: str, changed: bool = False):
+    """Prepared rows this model still has to score, with ``_status``: ``new`` (no output row of this
+    model), ``retried`` (its output row is a model failure) or, with ``changed``, ``changed`` (the
+    output row is of another text)."""
+    from pyspark.sql import functions as F
+
+    done = spark.read.format("delta").load(cfg.output).filter(F.col(C.MODEL_HASH) == model_hash)
+    done = done.select(F.col(C.DOC_ID).alias("_id"), F.col(C.CONTENT_HASH).alias("_hash"),
+                       retryable(F.col(C.ERROR)).alias("_failed"))
+    joined = rows.join(done, F.col(C.DOC_ID) == F.col("_id"), "left")  # output has one row per (doc_id, model)
+    status = F.when(F.col("_id").isNull(), "new")
+    if changed:
+        status = status.when(~F.col(C.CONTENT_HASH).eqNullSafe(F.col("_hash")), "changed")
+    status = status.when(F.col("_failed"), "retried")
+    return joined.withColumn("_status", status).filter(F.col("_status").isNotNull()).drop("_id", "_hash", "_failed")
+
+
+def tally(scored) -> Counter:
+    """Counts of scored rows (with ``_status``): ``scored``, one per status, ``errors`` = ``input_errors``
+    (bad input: done) + ``model_errors`` (retryable)."""
+    from pyspark.sql import functions as F
+
+    kind = F.when(F.col(C.ERROR).isNull(), "ok").when(retryable(F.col(C.ERROR)), "model_errors")
+    stats = Counter()
+    for status, k, n in scored.groupBy("_status", kind.otherwise("input_errors")).count().collect():
+        stats["scored"] += n
+        stats[status] += n
+        stats[k] += n
+    stats["errors"] = stats["input_errors"] + stats["model_errors"]
+    del stats["ok"]
+    return stats
+
+
+def check_error_rate(counts: dict, max_error_rate: float) -> None:
+    """Fail the run when more than ``max_error_rate`` of the rows sent to the model failed in it.
+
+    Rows with bad input never reach the model, so they count neither way.
+
+    Raises:
+        ModelErrorRateExceeded: with the counts and what happens next.
+    """
+    failed = counts.get("model_errors", 0)
+    sent = counts.get("scored", 0) - counts.get("input_errors", 0)
+    if sent and failed / sent > max_error_rate:
+        raise ModelErrorRateExceeded(
+            f"{failed} of {sent} rows failed in the model ({failed / sent:.1%} > --max-error-rate {max_error_rate}); "
+            "what was scored is written, the failed rows are marked 'model_failed: ...' and the next run "
+            "scores them again")
+
+
 def score_new(spark, rows, cfg: ScoreConfig, lineage: dict, counts: dict) -> None:
-    """Score the rows this model has not scored yet and insert them; add to ``counts``."""
+    """Score the rows this model has not scored yet, or failed on, and MERGE them; add to ``counts``."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    done = spark.read.format("delta").load(cfg.output).filter(F.col(C.MODEL_HASH) == lineage[C.MODEL_HASH])
-    todo = spread(spark, rows.join(done.select(C.DOC_ID), C.DOC_ID, "left_anti"), cfg)
-    scored = transform(todo, cfg, lineage).persist(StorageLevel.MEMORY_AND_DISK)
+    todo = spread(spark, find_todo(spark, rows, cfg, lineage[C.MODEL_HASH]), cfg)
+    scored = transform(todo, cfg, lineage, keep=("_status",)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        by_error = {bool(ok): n for ok, n in scored.groupBy(F.col(C.ERROR).isNull()).count().collect()}
-        written, retries = 0, 0
-        if by_error:  # nothing new: no MERGE, no commit
-            written, retries = retry_on_conflict(
-                lambda: merge_insert_new(spark, cfg.output, scored, [C.DOC_ID, C.MODEL_HASH])["inserted"], what="MERGE")
+        stats = tally(scored)
+        merged, retries = {"inserted": 0, "updated": 0}, 0
+        if stats["scored"]:  # nothing to do: no MERGE, no commit
+            merged, retries = retry_on_conflict(
+                lambda: merge_insert_new(spark, cfg.output, scored.drop("_status"), [C.DOC_ID, C.MODEL_HASH],
+                                         replace_if=retryable(F.col(f"t.{C.ERROR}"))), what="MERGE")
     finally:
         scored.unpersist()
-    for key, n in (("scored", sum(by_error.values())), ("errors", by_error.get(False, 0)),
-                   ("written", written), ("merge_retries", retries)):
+    for key, n in (("scored", stats["scored"]), ("errors", stats["errors"]), ("input_errors", stats["input_errors"]),
+                   ("model_errors", stats["model_errors"]), ("retried", stats["retried"]),
+                   ("written", merged["inserted"] + merged["updated"]), ("replaced", merged["updated"]),
+                   ("merge_retries", retries)):
         counts[key] = counts.get(key, 0) + n
 
 
 def run(spark, cfg: ScoreConfig, record) -> None:
     """The job body (``cli.run_job`` records it): check the model and tables, score, MERGE, count."""
-    model = describe_model(cfg.model)
+    model = describe_model(cfg.model, cfg.expect_model_hash)
     version = table_version(spark, cfg.input)
     if version is None:
         raise cli.UsageError(f"--input {cfg.input} is not a Delta table")
@@ -201,7 +292,15 @@ def run(spark, cfg: ScoreConfig, record) -> None:
     record.input_versions[cfg.input] = version
     lineage = lineage_for(cfg, model, version, record)
     counts = record.counts
-    if cfg.stream:
+    if cfg.stream:  # rows earlier runs failed on are behind the checkpoint: rescore them from the table first
+        from pyspark.sql import functions as F
+
+        failed = (spark.read.format("delta").load(cfg.output).filter(F.col(C.MODEL_HASH) == model[1])
+                  .filter(retryable(F.col(C.ERROR))).select(C.DOC_ID))
+        if not failed.isEmpty():  # else no full read of the input
+            df = spark.read.format("delta").option("versionAsOf", version).load(cfg.input)
+            score_new(spark, prepare(df, cfg).join(failed, C.DOC_ID, "left_semi"), cfg, lineage, counts)
+
         def each_batch(batch, epoch_id: int) -> None:
             counts["rows"] = counts.get("rows", 0) + batch.count()
             score_new(spark, prepare(batch, cfg), cfg, lineage, counts)
@@ -214,12 +313,13 @@ def run(spark, cfg: ScoreConfig, record) -> None:
         df = spark.read.format("delta").option("versionAsOf", version).load(cfg.input)
         counts["rows"] = df.count()
         score_new(spark, prepare(df, cfg), cfg, lineage, counts)
-    counts.setdefault("scored", 0)
-    counts.setdefault("errors", 0)
+    for key in ("scored", "errors", "input_errors", "model_errors", "retried"):
+        counts.setdefault(key, 0)
     record.output_versions[cfg.output] = table_version(spark, cfg.output)
     record.extra.update(model_name=model[0], model_hash=model[1], task=cfg.task)
     log.info("%s %s with %s: %s", cfg.task, cfg.input, model[0], counts)
     print(json.dumps({"run_id": record.run_id, **counts}, sort_keys=True))
+    check_error_rate(counts, cfg.max_error_rate)
 
 
 def build_parser(description: str, stream: bool = True) -> argparse.ArgumentParser:
@@ -236,6 +336,11 @@ def build_parser(description: str, stream: bool = True) -> argparse.ArgumentPars
                       ("--max-new-tokens", int), ("--temperature", float), ("--top-k", int), ("--top-p", float),
                       ("--seed", int)):
         p.add_argument(flag, type=typ)
+    p.add_argument("--max-error-rate", type=float,
+                   help="fail (exit 1, after writing) when more than this fraction of rows fails in the model "
+                        "(default 0.01); those rows are retried by the next run")
+    p.add_argument("--expect-model-hash", metavar="HASH",
+                   help="refuse (exit 2) unless the artifact's hash (sha256 of its manifest.json) is HASH")
     if stream:
         p.add_argument("--stream", action="store_true", default=None, help="read the input as a Delta stream")
         p.add_argument("--checkpoint", help="streaming checkpoint folder (with --stream)")

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     d, sd = service.ServiceLimits(), service.ServerLimits()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="model artifact folder")
+    p.add_argument("--expect-model-hash", metavar="HASH",
+                   help="refuse to start (exit 2) unless the artifact's hash (sha256 of manifest.json) is HASH")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 = every interface)")
     p.add_argument("--port", type=int, default=8000, help="port; 0 = any free port (printed at start)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
             idle_timeout_s=args.idle_timeout, retry_after_s=args.retry_after)
         torch.set_num_threads(args.threads)
-        art = load_artifact(args.model)
+        art = load_artifact(args.model, expected_hash=args.expect_model_hash)
     except (ArtifactIntegrityError, OSError, ValueError) as exc:
         log.error("cannot serve: %s", exc)
         return cli.EXIT_USAGE

@@ -10,6 +10,12 @@ Layout::
 
 ``load_artifact`` verifies the manifest before it parses or deserialises anything, and
 ``artifact_hash`` (sha256 of manifest.json) is the model's identity for caches and lineage.
+
+The manifest lives in the same folder as the files it pins, so the check proves integrity (nothing
+was corrupted or half-copied), not authenticity: whoever can write the folder can rewrite the
+manifest too. To make sure a folder holds *the* model you mean, pass the hash you recorded when it
+was trained (``expected_hash``; the jobs' ``--expect-model-hash``): a different artifact is refused
+before any of its files is parsed.
 """
 
 from __future__ import annotations
@@ -48,6 +54,10 @@ PAYLOAD_FILES = (CONFIG, WEIGHTS, TOKENIZER, METADATA)
 
 class ArtifactIntegrityError(Exception):
     """An artifact folder does not match its manifest (changed, missing or extra files)."""
+
+
+class ArtifactHashMismatch(ArtifactIntegrityError):
+    """An intact artifact that is not the expected one: its hash differs from the hash asked for."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,22 +185,44 @@ def artifact_hash(path: str | os.PathLike) -> str:
     return _sha256_file(manifest)
 
 
-def verify_artifact(path: str | os.PathLike) -> str:
+def check_expected_hash(path: str | os.PathLike, digest: str, expected_hash: str | None) -> None:
+    """Refuse an artifact whose hash is not the one the caller expects.
+
+    Args:
+        path: the artifact folder (for the message).
+        digest: its ``artifact_hash``.
+        expected_hash: the hex sha256 the caller expects (case and surrounding spaces ignored); None = any.
+
+    Raises:
+        ArtifactHashMismatch: naming both hashes, when they differ.
+    """
+    if expected_hash is not None and digest != expected_hash.strip().lower():
+        raise ArtifactHashMismatch(
+            f"artifact {path} has hash {digest}, but {expected_hash.strip()} was expected; "
+            "it is another model: check the path, or the hash recorded when the model was trained"
+        )
+
+
+def verify_artifact(path: str | os.PathLike, expected_hash: str | None = None) -> str:
     """Check every file of the artifact against its manifest, reading nothing else.
 
     Args:
         path: the artifact folder.
+        expected_hash: refuse the artifact unless its hash is this one (checked first, from the
+            manifest alone); None = any intact artifact.
 
     Returns:
         The artifact hash.
 
     Raises:
+        ArtifactHashMismatch: if the hash is not ``expected_hash``.
         ArtifactIntegrityError: with the names of missing, extra or changed files.
     """
     root = Path(path)
     if not root.is_dir():
         raise ArtifactIntegrityError(f"artifact folder {root} does not exist")
     digest = artifact_hash(root)
+    check_expected_hash(root, digest, expected_hash)
     try:
         manifest = json.loads((root / MANIFEST).read_text())
         expected = manifest["files"]
@@ -218,20 +250,24 @@ def verify_artifact(path: str | os.PathLike) -> str:
     return digest
 
 
-def load_artifact(path: str | os.PathLike, device: str | torch.device = "cpu") -> Artifact:
+def load_artifact(
+    path: str | os.PathLike, device: str | torch.device = "cpu", expected_hash: str | None = None
+) -> Artifact:
     """Verify, then load, an artifact.
 
     Args:
         path: the artifact folder.
         device: where to put the model (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+        expected_hash: see `verify_artifact`; None = any intact artifact.
 
     Returns:
         The ``Artifact`` with the model in eval mode.
 
     Raises:
+        ArtifactHashMismatch: if its hash is not ``expected_hash`` (checked before any parsing).
         ArtifactIntegrityError: if the folder does not match its manifest (checked before any parsing).
     """
-    digest = verify_artifact(path)
+    digest = verify_artifact(path, expected_hash)
     root = Path(path)
     config = GPTConfig.from_dict(json.loads((root / CONFIG).read_text()))
     model = GPT(config)

@@ -12,10 +12,19 @@ answering it, on its worker thread. ``LAKELM_FAULT_SERVE_RAISE=<marker>``: a bod
 ``<marker>`` raises ``RuntimeError`` (the server must answer 500 and keep serving).
 ``LAKELM_FAULT_SERVE_SLEEP=<marker>:<seconds>``: such a body first sleeps that long, holding its worker
 (to fill the pool). Without the variables these are no-ops too.
+
+``LAKELM_FAULT_MODEL_TEXT=<marker>`` makes the model itself fail on some rows, as an out-of-memory
+error or a CUDA fault on one executor would: while `failing_model` is active, every forward pass
+whose input holds the marker's tokens raises ``RuntimeError``, so the scoring cores report those rows
+as ``model_failed: ...`` (retryable) and score the others. The scoring UDF reads the variable where
+it is built (`model_fault_marker`, on the driver) and carries it to the executors in its closure, so
+setting it in the driver's environment is enough. Pick a marker that tokenises the same alone and
+inside a text (any text, with a char-level tokenizer).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -24,6 +33,7 @@ ENV_PARTITION = "LAKELM_FAULT_KILL_PARTITION"
 ENV_MARKER_DIR = "LAKELM_FAULT_MARKER_DIR"
 ENV_SERVE_RAISE = "LAKELM_FAULT_SERVE_RAISE"
 ENV_SERVE_SLEEP = "LAKELM_FAULT_SERVE_SLEEP"
+ENV_MODEL_FAULT = "LAKELM_FAULT_MODEL_TEXT"
 
 
 def maybe_kill_worker(stage: str) -> None:
@@ -62,3 +72,46 @@ def maybe_fault_request(body: bytes) -> None:
     marker = os.environ.get(ENV_SERVE_RAISE)
     if marker and marker.encode() in body:
         raise RuntimeError(f"injected fault: the body contains {ENV_SERVE_RAISE}={marker!r}")
+
+
+def model_fault_marker() -> str | None:
+    """The marker of the model-fault switch (``$LAKELM_FAULT_MODEL_TEXT``), or None when it is off."""
+    return os.environ.get(ENV_MODEL_FAULT) or None
+
+
+@contextlib.contextmanager
+def failing_model(model, tokenizer, marker: str | None):
+    """While active, forward passes of ``model`` whose input ids hold ``marker``'s tokens raise.
+
+    A forward pre-hook on the token embedding (every scoring, embedding and generation pass starts
+    there) looks for the marker's token ids as a contiguous run in any row of the (B, T) input.
+
+    Args:
+        model: a ``model.gpt.GPT``; the hook is removed again on exit.
+        tokenizer: its tokenizer (encodes ``marker``).
+        marker: text whose tokens make a pass fail; None or "" = no fault.
+
+    Raises:
+        RuntimeError: inside the block, from the model's forward pass on a poisoned input.
+    """
+    ids = tokenizer.encode(marker) if marker else []
+    if not ids:
+        yield
+        return
+    import torch
+
+    want = torch.tensor(ids, dtype=torch.long)
+
+    def hook(module, args) -> None:
+        idx = args[0]  # (B, T) token ids
+        k = len(ids)
+        if idx.dim() == 2 and idx.size(1) >= k:
+            runs = idx.unfold(1, k, 1)  # (B, T - k + 1, k)
+            if bool((runs == want.to(idx.device)).all(-1).any()):
+                raise RuntimeError(f"injected model fault: the input holds {ENV_MODEL_FAULT}={marker!r}")
+
+    handle = model.transformer.wte.register_forward_pre_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()

@@ -2,8 +2,10 @@
 
 Pure core (no Spark, no paths): `score_texts`, `embed_texts`, `generate_texts` take a loaded model and
 tokenizer and a ``pd.Series`` of texts and return one output row per input row, in input order, with
-an ``error`` column (null = fine). `plan_micro_batches` and `sliding_windows` are the two pieces of
-planning they share. The Spark wiring (`make_score_udf`, `make_embed_udf`, `make_generate_udf`) adapts
+an ``error`` column (null = fine). Errors are of two kinds: the input's (``null_text``, ``empty_text``,
+``encode_failed: ...``), which the same text always gets again, and the model's (``model_failed: ...``:
+out of memory, a CUDA fault), which a later try may not; `is_retryable_error` tells them apart.
+`plan_micro_batches` and `sliding_windows` are the two pieces of planning they share. The Spark wiring (`make_score_udf`, `make_embed_udf`, `make_generate_udf`) adapts
 them to iterator pandas UDFs that return structs.
 
 Where the time goes, and what we do about it:
@@ -103,6 +105,7 @@ PRECISIONS = ("fp32", "bf16", "auto")
 DEFAULT_MAX_ROWS = 64  # rows per forward pass, whatever their length (bounds the per-row output buffers)
 DEFAULT_SUB_BATCH_ROWS = 2048  # rows tokenised and sorted together; more rows = tighter length buckets
 LOAD_LOG_ENV = "LAKELM_LOAD_LOG_DIR"
+MODEL_FAILED = "model_failed"  # error prefix of a row the model failed on: the only retryable error
 _CACHE_SIZE = 2  # models kept per worker: a notebook switching between two models does not thrash
 
 _MODELS: OrderedDict[tuple[str, str, str], Artifact] = OrderedDict()
@@ -275,7 +278,20 @@ def _nullable_int(values: np.ndarray, ok: np.ndarray):
 
 
 def _model_error(exc: Exception) -> str:
-    return f"model_failed: {type(exc).__name__}: {exc}"[:300]
+    return f"{MODEL_FAILED}: {type(exc).__name__}: {exc}"[:300]
+
+
+def is_retryable_error(error: str | None) -> bool:
+    """True when a row's ``error`` is a model failure, which a later run should try again.
+
+    Input errors (``null_text``, ``empty_text``, ``encode_failed: ...``) are deterministic: the row
+    is done, with its reason. ``None`` (no error) is done too.
+
+    Example:
+        >>> is_retryable_error("model_failed: OutOfMemoryError: CUDA out of memory"), is_retryable_error("empty_text")
+        (True, False)
+    """
+    return isinstance(error, str) and error.startswith(MODEL_FAILED + ":")
 
 
 # ----------------------------------------------------------------------------------------- pure core
@@ -685,6 +701,7 @@ def make_predict_fn(
     options: dict | None = None,
     expected_hash: str | None = None,
     load_log_dir: str | None = None,
+    model_fault: str | None = None,
 ) -> Callable[[pd.Series], pd.DataFrame]:
     """Load (or reuse) the model for this task's device and return ``predict(texts) -> DataFrame``.
 
@@ -697,6 +714,8 @@ def make_predict_fn(
         options: keyword options of the task's core function (`score_texts`, ...); None = defaults.
         expected_hash: see `load_model_cached`.
         load_log_dir: see `load_model_cached`.
+        model_fault: tests only: the model fails on inputs holding this text (``udfs.faults.failing_model``);
+            None = no fault.
 
     Returns:
         A function from a Series of texts to the task's output DataFrame (same index).
@@ -713,6 +732,11 @@ def make_predict_fn(
     core, opts = CORES[task], dict(options or {})
 
     def predict(texts: pd.Series) -> pd.DataFrame:
+        if model_fault:
+            from udfs.faults import failing_model
+
+            with failing_model(art.model, art.tokenizer, model_fault):
+                return core(art.model, art.tokenizer, texts, **opts)
         return core(art.model, art.tokenizer, texts, **opts)
 
     return predict
@@ -754,12 +778,15 @@ def make_task_udf(
     if sub_batch_rows <= 0:
         raise ValueError(f"sub_batch_rows must be > 0, got {sub_batch_rows}")
     _check_options(task, options)
+    from udfs.faults import model_fault_marker
+
+    model_fault = model_fault_marker()  # test-only switch, read here on the driver; the closure carries it
 
     @pandas_udf(SCHEMAS[task])
     def infer(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         from udfs.faults import maybe_kill_worker
 
-        predict = make_predict_fn(artifact_path, task, options, expected_hash, load_log_dir)
+        predict = make_predict_fn(artifact_path, task, options, expected_hash, load_log_dir, model_fault)
         maybe_kill_worker(task)  # test-only fault switch (udfs/faults.py); a no-op otherwise
         for texts in batches:
             for start in range(0, len(texts), sub_batch_rows):

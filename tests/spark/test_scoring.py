@@ -15,6 +15,7 @@ from jobs import nightly_score, score
 from jobs.runs import read_runs
 from tests.tiny_model import mixed_texts, save_tiny_artifact
 from udfs import columns as C
+from udfs import faults
 from udfs import scoring as S
 
 pytestmark = pytest.mark.spark
@@ -246,6 +247,103 @@ def test_nightly_scores_only_new_and_changed_rows_even_run_twice_at_once(spark, 
     assert nightly_score.main(_job_args(tmp_path, path)) == 0  # nothing new: no MERGE, no commit
     assert _versions(spark, out_path) == before
     assert read_runs(spark, str(tmp_path / "runs"), job="nightly_score").first().counts["scored"] == 0
+
+
+# ----------------------------------------------------------------------------------------- model failures
+
+MARKER = "jV"  # two characters of the tiny vocabulary that no other test text holds
+
+
+def _faulty_frame():
+    """8 good texts, 3 the injected model fault hits, an empty and a null text."""
+    good = [t for t in mixed_texts() if t and "\u00e9" not in t][:8]
+    hit = [f"First {MARKER} Citizen", f"Speak {MARKER}", f"{MARKER} all"]
+    return _texts_frame([*good, *hit, "", None])
+
+
+def _failed_ids(pdf):
+    return set(pdf.doc_id[pdf.text.fillna("").str.contains(MARKER)])
+
+
+def _output(spark, tmp_path):
+    return spark.read.format("delta").load(str(tmp_path / "scores")).toPandas().set_index(C.DOC_ID)
+
+
+@pytest.mark.parametrize("mode", ["batch", "stream"])
+def test_model_failures_fail_the_run_and_the_next_run_rescores_only_them(spark, tmp_path, artifact, monkeypatch, mode):
+    path, _, art = artifact
+    pdf = _faulty_frame()
+    hit = _failed_ids(pdf)
+    _write_input(spark, tmp_path / "gold", pdf)
+    stream = ["--stream", "--checkpoint", str(tmp_path / "ckpt")] if mode == "stream" else []
+    args = _job_args(tmp_path, path, *stream)
+    monkeypatch.setenv(faults.ENV_MODEL_FAULT, MARKER)
+    assert score.main(args) == 1  # 3 of the 11 rows sent to the model failed: over the default 1%
+    first = read_runs(spark, str(tmp_path / "runs"), job="score").first()
+    assert first.status == "failed" and "3 of 11 rows failed in the model" in first.error
+    assert {k: first.counts[k] for k in ("scored", "input_errors", "model_errors", "errors", "written")} == {
+        "scored": len(pdf), "input_errors": 2, "model_errors": 3, "errors": 5, "written": len(pdf)}
+    out = _output(spark, tmp_path)  # what was scored is written, failures included
+    assert len(out) == len(pdf) and (out[C.RUN_ID] == first.run_id).all()
+    assert {d for d, e in out[C.ERROR].items() if S.is_retryable_error(e)} == hit
+    assert out.loc[sorted(hit), C.ERROR].str.startswith("model_failed: RuntimeError: injected model fault").all()
+    final = {e for e in out[C.ERROR].dropna() if not S.is_retryable_error(e)}
+    assert final == {"empty_text", "null_text"}  # bad input: done, with its reason
+
+    monkeypatch.delenv(faults.ENV_MODEL_FAULT)
+    assert score.main(args) == 0
+    second = read_runs(spark, str(tmp_path / "runs"), job="score").first()
+    assert second.status == "succeeded"
+    assert {k: second.counts[k] for k in ("scored", "retried", "replaced", "written", "model_errors")} == {
+        "scored": 3, "retried": 3, "replaced": 3, "written": 3, "model_errors": 0}
+    out = _output(spark, tmp_path)
+    assert out.index.is_unique and len(out) == len(pdf)
+    assert not any(S.is_retryable_error(e) for e in out[C.ERROR])
+    assert set(out.index[out[C.RUN_ID] == second.run_id]) == hit  # only the failed rows were rescored
+    assert (out.drop(index=sorted(hit))[C.RUN_ID] == first.run_id).all()  # the rest, empty text too, kept
+    want = _expected_scores(art, pdf.set_index(C.DOC_ID).loc[sorted(hit), C.TEXT])
+    np.testing.assert_allclose(out.loc[sorted(hit), "sum_logprob"].astype(float), want.sum_logprob, atol=1e-4)
+
+    before = _versions(spark, str(tmp_path / "scores"))
+    assert score.main(args) == 0 and _versions(spark, str(tmp_path / "scores")) == before  # nothing left to do
+
+
+def test_nightly_retries_model_failures_under_the_rate_and_keeps_input_errors(spark, tmp_path, artifact, monkeypatch):
+    path = artifact[0]
+    pdf = _faulty_frame()
+    hit = _failed_ids(pdf)
+    _write_input(spark, tmp_path / "gold", pdf)
+    monkeypatch.setenv(faults.ENV_MODEL_FAULT, MARKER)
+    assert nightly_score.main(_job_args(tmp_path, path, "--max-error-rate", "0.5")) == 0  # 27% <= 50%
+    first = read_runs(spark, str(tmp_path / "runs"), job="nightly_score").first()
+    assert first.status == "succeeded" and (first.counts["model_errors"], first.counts["input_errors"]) == (3, 2)
+    monkeypatch.delenv(faults.ENV_MODEL_FAULT)
+    assert nightly_score.main(_job_args(tmp_path, path)) == 0
+    second = read_runs(spark, str(tmp_path / "runs"), job="nightly_score").first()
+    assert {k: second.counts[k] for k in ("new", "changed", "retried", "scored", "inserted", "updated")} == {
+        "new": 0, "changed": 0, "retried": 3, "scored": 3, "inserted": 0, "updated": 3}
+    out = _output(spark, tmp_path)
+    assert len(out) == len(pdf) and not any(S.is_retryable_error(e) for e in out[C.ERROR])
+    assert set(out.index[out[C.RUN_ID] == second.run_id]) == hit
+    assert (out.drop(index=sorted(hit))[C.RUN_ID] == first.run_id).all()
+    assert nightly_score.main(_job_args(tmp_path, path)) == 0
+    assert read_runs(spark, str(tmp_path / "runs"), job="nightly_score").first().counts["scored"] == 0
+
+
+# ----------------------------------------------------------------------------------------- expected model hash
+
+
+@pytest.mark.parametrize("job", [score, nightly_score])
+def test_expect_model_hash_refuses_another_model_before_writing(spark, tmp_path, artifact, job, caplog):
+    path, digest, _ = artifact
+    _write_input(spark, tmp_path / "gold", _texts_frame(["First Citizen", "Speak, speak."]))
+    wrong = "0" * 64
+    assert job.main(_job_args(tmp_path, path, "--expect-model-hash", wrong)) == 2
+    assert f"has hash {digest}, but {wrong} was expected" in caplog.text
+    assert not (tmp_path / "scores").exists() and not (tmp_path / "runs").exists()  # nothing written
+    if job is score:  # the right hash runs (the jobs share describe_model)
+        assert job.main(_job_args(tmp_path, path, "--expect-model-hash", digest.upper())) == 0
+        assert len(_output(spark, tmp_path)) == 2
 
 
 @pytest.mark.gpu

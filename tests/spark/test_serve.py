@@ -357,3 +357,33 @@ def test_connection_limit_answers_503(tight):
     finally:
         for s in idle:
             s.close()
+
+
+def test_expect_model_hash_refuses_another_model_and_serves_the_right_one(tmp_path):
+    path = tmp_path / "tiny"
+    digest = save_tiny_artifact(path)
+    cmd = [sys.executable, "-m", "jobs.serve", "--model", str(path), "--port", "0", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    wrong = "f" * 64
+    refused = subprocess.run([*cmd, "--expect-model-hash", wrong], check=False, cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 2 and "serving on" not in refused.stdout
+    assert f"has hash {digest}, but {wrong} was expected" in refused.stderr
+    proc = subprocess.Popen([*cmd, "--expect-model-hash", digest], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("serving on http://"), f"server did not start: {line!r}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, doc, _ = _request(line.split()[-1], "GET", "/health")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "no /health answer within 30 s"
+                time.sleep(0.2)
+        assert status == 200 and doc["model_hash"] == digest
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()

@@ -1,5 +1,6 @@
 """Artifacts (model/artifact.py): round trip, manifest checks before loading, hash identity."""
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -8,7 +9,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from model.artifact import ArtifactIntegrityError, artifact_hash, load_artifact, save_artifact, verify_artifact
+from model.artifact import (
+    ArtifactHashMismatch,
+    ArtifactIntegrityError,
+    artifact_hash,
+    load_artifact,
+    save_artifact,
+    verify_artifact,
+)
 from model.config import GPTConfig
 from model.gpt import GPT
 from model.tokenizer import char_level_tokenizer
@@ -111,3 +119,33 @@ def test_tokenizer_larger_than_vocab_raises(tmp_path):
     with pytest.raises(ValueError, match="tokenizer has"):
         save_artifact(tmp_path / "a", model, tok)
     assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_expected_hash_is_checked_before_anything_is_parsed(saved, monkeypatch):
+    path, digest, *_ = saved
+    other = "ab" * 32
+    called = []
+    monkeypatch.setattr("model.artifact.load_model", lambda *a, **k: called.append(1))
+    with pytest.raises(ArtifactHashMismatch, match=f"has hash {digest}, but {other} was expected"):
+        load_artifact(path, expected_hash=other)
+    assert not called  # refused from the manifest's hash alone
+    assert issubclass(ArtifactHashMismatch, ArtifactIntegrityError)  # callers that refuse damage refuse this too
+    assert verify_artifact(path, expected_hash=f" {digest.upper()} ") == digest  # case and spaces ignored
+    monkeypatch.undo()
+    assert load_artifact(path, expected_hash=digest).hash == digest
+
+
+def test_a_consistent_rewrite_passes_the_manifest_but_not_the_expected_hash(saved):
+    """The manifest sits next to the files it pins: integrity, not authenticity."""
+    path, digest, *_ = saved
+    meta = json.loads((path / "metadata.json").read_text())
+    meta["lineage"]["run_id"] = "someone-else"
+    (path / "metadata.json").write_text(json.dumps(meta))
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"]["metadata.json"] = {"sha256": hashlib.sha256((path / "metadata.json").read_bytes()).hexdigest(),
+                                          "bytes": (path / "metadata.json").stat().st_size}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    new = verify_artifact(path)  # the folder is intact again: the manifest check cannot tell
+    assert new != digest
+    with pytest.raises(ArtifactHashMismatch, match=f"has hash {new}, but {digest} was expected"):
+        verify_artifact(path, expected_hash=digest)

@@ -38,3 +38,42 @@ def test_bad_precision_from_a_config_file_is_refused(tmp_path):
         _cfg("--config", str(cfg))
     with pytest.raises(SystemExit):  # argparse refuses it on the command line
         _cfg("--precision", "fp16")
+
+
+@pytest.mark.parametrize("flags, expected", [((), 0.01), (("--max-error-rate", "0"), 0.0),
+                                             (("--max-error-rate", "1"), 1.0)])
+def test_max_error_rate_default_and_bounds_accepted(flags, expected):
+    assert _cfg(*flags).max_error_rate == expected
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "nan"])
+def test_max_error_rate_out_of_range_is_a_usage_error(value, tmp_path):
+    from jobs.cli import UsageError
+
+    with pytest.raises(UsageError, match=r"--max-error-rate must be in \[0, 1\]"):
+        _cfg("--max-error-rate", value)
+    # through both CLIs: exit 2 before any session starts
+    from jobs import nightly_score
+
+    for main in (score.main, nightly_score.main):
+        assert main(["--lake", str(tmp_path), "--model", str(tmp_path), "--max-error-rate", value]) == 2
+
+
+@pytest.mark.parametrize(
+    "counts, rate, fails",
+    [
+        ({"scored": 100, "input_errors": 0, "model_errors": 1}, 0.01, False),  # exactly at the rate
+        ({"scored": 100, "input_errors": 0, "model_errors": 2}, 0.01, True),
+        ({"scored": 10, "input_errors": 10, "model_errors": 0}, 0.0, False),  # bad input never reaches the model
+        ({"scored": 12, "input_errors": 10, "model_errors": 2}, 0.5, True),  # 2 of the 2 sent failed
+        ({"scored": 5, "input_errors": 0, "model_errors": 5}, 1.0, False),  # 1.0 = never fail
+        ({"scored": 0}, 0.0, False),  # nothing to do
+    ],
+)
+def test_check_error_rate(counts, rate, fails):
+    if fails:
+        with pytest.raises(score.ModelErrorRateExceeded, match=f"{counts['model_errors']} of "
+                                                                f"{counts['scored'] - counts['input_errors']} rows"):
+            score.check_error_rate(counts, rate)
+    else:
+        score.check_error_rate(counts, rate)

@@ -188,6 +188,33 @@ def test_a_failing_micro_batch_is_retried_row_by_row(tiny, monkeypatch):
     assert out.n_tokens.tolist()[::2] == [5, 7]
 
 
+@pytest.mark.parametrize(
+    "error, retryable",
+    [(None, False), ("null_text", False), ("empty_text", False), ("encode_failed: unknown character", False),
+     ("model_failed: OutOfMemoryError: CUDA out of memory", True), ("model_failed", False)],
+)
+def test_only_model_failures_are_retryable(error, retryable):
+    assert S.is_retryable_error(error) is retryable
+
+
+def test_injected_model_fault_fails_only_the_marked_rows_and_is_removed_after(tiny):
+    from udfs.faults import failing_model
+
+    texts = pd.Series(["First", "Yes jV no", "", "Citizen"], dtype=object)
+    for fn in (S.score_texts, S.embed_texts, S.generate_texts):
+        opts = {"max_new_tokens": 2} if fn is S.generate_texts else {}
+        clean = fn(tiny.model, tiny.tokenizer, texts, **opts)
+        with failing_model(tiny.model, tiny.tokenizer, "jV"):
+            faulty = fn(tiny.model, tiny.tokenizer, texts, **opts)
+        assert faulty.error[1] == "model_failed: RuntimeError: injected model fault: the input holds " \
+                                  "LAKELM_FAULT_MODEL_TEXT='jV'"
+        assert [S.is_retryable_error(e) for e in faulty.error] == [False, True, False, False]
+        assert faulty.error[2] == clean.error[2] == "empty_text"
+        pd.testing.assert_frame_equal(faulty.drop(index=1), clean.drop(index=1))  # the neighbours are unharmed
+        again = fn(tiny.model, tiny.tokenizer, texts, **opts)
+        assert again.error[1] is None  # the hook is gone
+
+
 def test_score_texts_of_an_empty_series(tiny):
     out = S.score_texts(tiny.model, tiny.tokenizer, pd.Series([], dtype=object))
     assert len(out) == 0 and list(out.columns) == [f.split()[0] for f in S.SCHEMAS["score"].split(", ")]
