@@ -2,12 +2,16 @@
 
     spark-submit --properties-file spark-defaults.conf jobs/train.py \\
         --data lake/tokens [--data-version N] --out artifacts/gpt-v1 [--config train.json] \\
-        [--tokenizer lake_tokenizer/tokenizer.json] [--distributed N] [--work-dir DIR]
+        [--tokenizer lake_tokenizer/tokenizer.json] [--distributed N [--distributed-mode auto|driver|executors]] \\
+        [--work-dir DIR]
 
 The driver resolves the table's Parquet files at one Delta version (``--data-version``, default the
 latest; recorded either way) and hands that explicit file list to the pure-PyTorch trainer
 (``model/train.py``), which streams them with pyarrow. ``--distributed N`` runs N DDP processes
-through ``pyspark.ml.torch.distributor.TorchDistributor`` (gloo on CPU, NCCL on GPU).
+through ``pyspark.ml.torch.distributor.TorchDistributor`` (gloo on CPU, NCCL on GPU): on executors
+when the master is a cluster, on the driver on a ``local`` master (``--distributed-mode``, see
+``jobs/distributed.py``). Ranks on executors read the data files and write ``--work-dir`` at the
+same paths as the driver, so on a cluster both must be on storage every node mounts.
 
 ``--config`` is a JSON object ``{"model": {GPTConfig fields}, "train": {TrainConfig fields}}``;
 ``vocab_size`` comes from the tokenizer and ``block_size`` from the dataset unless given. Checkpoints
@@ -25,6 +29,7 @@ from pathlib import Path
 
 from jobs import cli
 from jobs.delta_io import table_version
+from jobs.distributed import MODES, describe_process, driver_identity, resolve_mode, run_ranks
 from jobs.spark import get_spark
 
 log = logging.getLogger("jobs.train")
@@ -81,11 +86,13 @@ def build_configs(config_file: str | None, meta: dict, vocab_size: int, override
         raise cli.UsageError(str(exc)) from exc
 
 
-def train_process(model_d: dict, train_d: dict, files: list[str], bytes_per_token, work_dir: str, tokenizer_path: str):
+def train_process(model_d: dict, train_d: dict, files: list[str], bytes_per_token, work_dir: str, tokenizer_path: str,
+                  driver: dict):
     """Train in this process; under torchrun (TorchDistributor) join the process group first.
 
-    Every rank writes ``work_dir/rank-<r>.done`` on success: TorchDistributor does not report a
-    failing rank, so the driver checks these markers itself.
+    Every rank writes ``work_dir/rank-<r>.done`` on success, its result plus ``rank`` and
+    ``placement`` (``describe_process``: host, pid, executor id, whether it ran under the driver):
+    TorchDistributor does not report a failing rank, so the driver checks these markers itself.
     """
     import torch.distributed as dist
 
@@ -106,7 +113,8 @@ def train_process(model_d: dict, train_d: dict, files: list[str], bytes_per_toke
             ParquetWindowSource(files, split="val", bytes_per_token=bytes_per_token),
             work_dir, resume=True, progress=True, tokenizer=load_tokenizer(tokenizer_path))
         rank = dist.get_rank() if distributed else 0
-        Path(work_dir, f"rank-{rank}.done").write_text(json.dumps(result, default=str))
+        done = {**result, "rank": rank, "placement": describe_process(driver)}
+        Path(work_dir, f"rank-{rank}.done").write_text(json.dumps(done, default=str))
         return result
     finally:
         if distributed:
@@ -143,27 +151,30 @@ def run(spark, args, record) -> None:
     for marker in Path(work_dir).glob("rank-*.done"):
         marker.unlink()
     record.input_versions[args.data] = version
-    fn_args = (model_cfg.to_dict(), train_cfg.to_dict(), files, meta.get("bytes_per_token"), work_dir, tok_path)
-    if args.distributed and args.distributed > 1:
-        from pyspark.ml.torch.distributor import TorchDistributor
-
-        import torch
-
-        use_gpu = torch.cuda.is_available()
-        log.info("training with TorchDistributor: %d processes, local mode, gpu=%s", args.distributed, use_gpu)
-        TorchDistributor(num_processes=args.distributed, local_mode=True, use_gpu=use_gpu).run(train_process, *fn_args)
-        missing = [r for r in range(args.distributed) if not Path(work_dir, f"rank-{r}.done").exists()]
+    fn_args = (model_cfg.to_dict(), train_cfg.to_dict(), files, meta.get("bytes_per_token"), work_dir, tok_path,
+               driver_identity())
+    world = args.distributed if args.distributed and args.distributed > 1 else 1
+    mode = resolve_mode(args.distributed_mode, spark.sparkContext.master) if world > 1 else "single"
+    if world > 1:
+        run_ranks(spark, world, mode, train_process, *fn_args)
+        missing = [r for r in range(world) if not Path(work_dir, f"rank-{r}.done").exists()]
         if missing:
             raise RuntimeError(f"ranks {missing} did not finish (see the torchrun log above)")
     else:
         train_process(*fn_args)
-    result = json.loads(Path(work_dir, "rank-0.done").read_text())
+    done = [json.loads(Path(work_dir, f"rank-{r}.done").read_text()) for r in range(world)]
+    result = done[0]
+    ranks = [{"rank": d["rank"], **d["placement"], "samples_log": d["samples_log"]} for d in done]
+    for r in ranks:
+        log.info("rank %d ran on %s, pid %d, executor %s%s", r["rank"], r["hostname"], r["pid"], r["executor_id"],
+                 " (under the driver)" if r["under_driver"] else "")
 
     model = GPT(GPTConfig.from_dict(model_cfg.to_dict()))
     model.load_state_dict(load_checkpoint(result["checkpoint"])["model"])
     lineage = {"data": args.data, "data_version": version, "data_files": len(files), "dataset": meta,
                "train_config": train_cfg.to_dict(), "run_id": record.run_id, "work_dir": work_dir,
-               "distributed": args.distributed or 1}
+               "distributed": world, "distributed_mode": mode, "ranks": ranks,
+               "resumed_from": result.get("resumed_from"), "start_step": result.get("start_step")}
     metrics = {k: result.get(k) for k in ("step", "train_loss", "val_loss", "val_bpb", "tokens_seen", "n_params",
                                           "elapsed_s")}
     model_hash = save_artifact(args.out, model, tok, lineage=lineage, metrics=metrics)
@@ -172,7 +183,8 @@ def run(spark, args, record) -> None:
         if Path(work_dir, name).exists():
             record.extra[name] = str(Path(work_dir, name))
     record.counts.update(steps=int(result["step"]), tokens_seen=int(result.get("tokens_seen") or 0))
-    record.extra.update(artifact=args.out, model_hash=model_hash, metrics=metrics)
+    record.extra.update(artifact=args.out, model_hash=model_hash, metrics=metrics, distributed_mode=mode, ranks=ranks,
+                        resumed_from=result.get("resumed_from"), start_step=result.get("start_step"))
     log.info("artifact %s (hash %s): %s", args.out, model_hash[:12], metrics)
     print(json.dumps({"run_id": record.run_id, "artifact": args.out, "model_hash": model_hash, **metrics}, default=str))
 
@@ -186,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help='JSON: {"model": {...}, "train": {...}}')
     p.add_argument("--tokenizer", help="tokenizer.json (default: the one recorded by build_dataset)")
     p.add_argument("--distributed", type=int, default=0, help="DDP processes through TorchDistributor")
+    p.add_argument("--distributed-mode", choices=MODES, default="auto",
+                   help="where the DDP processes run: executors (default on a cluster master), driver "
+                        "(default on local[...])")
     p.add_argument("--work-dir", help="checkpoints and metrics (default: OUT.work); reruns resume here")
     p.add_argument("--max-steps", type=int, help="override train.max_steps")
     p.add_argument("--threads", type=int, help="override train.threads (torch threads per process)")

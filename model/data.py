@@ -11,9 +11,17 @@ Order is a pure function of ``(seed, epoch)``, so no shuffle buffer has to be sa
 2. Consecutive blocks of that order are grouped until a group holds ``shuffle_buffer`` rows; a group
    is read (filtered by split) and its windows permuted with ``default_rng([seed, epoch, group])``.
    Memory is bounded by one group: ``shuffle_buffer`` rows plus one block.
-3. The epoch's stream is striped over ranks: rank r takes windows r, r + W, r + 2W, ...
+3. The stream of all epochs, one after another, is striped over ranks: rank r takes windows
+   r, r + W, r + 2W, ... of it. Every epoch's windows are thus split disjointly over the ranks, and W
+   ranks with batch B train on exactly the batches of one process with batch W * B, step for step,
+   also across epoch ends of an odd number of windows.
 
 The position ``(epoch, group, row, seen)`` after the last yielded batch is the whole resume state.
+
+Every window has a *sample id*: its row number in the source in stored order (the concatenation of
+the Parquet files' rows, val rows included, or the array's row index). ``WindowLoader.batch_samples``
+names the ``(epoch, sample id)`` of each window of the last batch, so what each rank read can be
+recorded and audited.
 """
 
 from __future__ import annotations
@@ -39,7 +47,8 @@ STATE_VERSION = 1
 class _Blocks(Protocol):
     rows: list[int]  # rows per block before any split filter (used to size shuffle groups)
 
-    def read(self, i: int) -> np.ndarray: ...  # (n, L) windows of block i, split-filtered
+    def read(self, i: int) -> tuple[np.ndarray, np.ndarray]: ...  # (n, L) windows of block i, split-filtered,
+    # and (n,) their row numbers inside the block (before filtering)
 
     def fingerprint(self) -> str: ...
 
@@ -119,14 +128,17 @@ class _ParquetBlocks:
                 self.index.append((fi, rg))
                 self.rows.append(pf.metadata.row_group(rg).num_rows)
 
-    def read(self, i: int) -> np.ndarray:
+    def read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         fi, rg = self.index[i]
         src = self.src
         cols = [src.tokens_column] + ([src.split_column] if src.split is not None else [])
         table = pq.ParquetFile(src.paths[fi]).read_row_group(rg, columns=cols)
+        rows = np.arange(table.num_rows, dtype=np.int64)
         if src.split is not None:
-            table = table.filter(pc.equal(table[src.split_column], src.split))
-        return _lists_to_array(table[src.tokens_column], where=f"{src.paths[fi]} row group {rg}")
+            mask = pc.fill_null(pc.equal(table[src.split_column], src.split), False)
+            table = table.filter(mask)
+            rows = rows[mask.to_numpy(zero_copy_only=False)]
+        return _lists_to_array(table[src.tokens_column], where=f"{src.paths[fi]} row group {rg}"), rows
 
     def fingerprint(self) -> str:
         src = self.src
@@ -141,9 +153,10 @@ class _ArrayBlocks:
         n, r = len(src.windows), src.rows_per_block
         self.rows = [min(r, n - s) for s in range(0, n, r)]
 
-    def read(self, i: int) -> np.ndarray:
+    def read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         r = self.src.rows_per_block
-        return np.asarray(self.src.windows[i * r : (i + 1) * r])
+        data = np.asarray(self.src.windows[i * r : (i + 1) * r])
+        return data, np.arange(len(data), dtype=np.int64)
 
     def fingerprint(self) -> str:
         w = self.src.windows
@@ -207,6 +220,11 @@ class WindowLoader:
         loop: True cycles through epochs forever (batches span epoch ends); False stops after one
             epoch, yielding a last partial batch.
 
+    Attributes:
+        batch_samples: (n, 2) int64 array, ``[epoch, sample id]`` of each window of the batch yielded
+            last, in batch order (None before the first batch). Sample ids are row numbers in the
+            source's stored order (see the module docstring), so ranks' sets can be compared.
+
     Example:
         >>> loader = WindowLoader(src, batch_size=12, block_size=256, seed=1)
         >>> it = iter(loader); x, y = next(it)          # (12, 256) int64 each
@@ -250,7 +268,9 @@ class WindowLoader:
         ).hexdigest()
         self._cursor = {"epoch": 0, "group": 0, "row": 0, "seen": 0}
         self._groups_cache: tuple[int, list[list[int]]] | None = None
-        self._data_cache: tuple[tuple[int, int], np.ndarray] | None = None
+        self._data_cache: tuple[tuple[int, int], np.ndarray, np.ndarray] | None = None
+        self._block_start = np.concatenate([[0], np.cumsum(self._blocks.rows)[:-1]]).astype(np.int64)
+        self.batch_samples: np.ndarray | None = None
 
     @property
     def epoch(self) -> int:
@@ -291,28 +311,39 @@ class WindowLoader:
             self._groups_cache = (epoch, groups)
         return self._groups_cache[1]
 
-    def _group_data(self, epoch: int, g: int) -> np.ndarray:
+    def _group_data(self, epoch: int, g: int) -> tuple[np.ndarray, np.ndarray]:
+        """Windows (n, L) of group ``g`` in this epoch's order, and their sample ids (n,)."""
         if self._data_cache is None or self._data_cache[0] != (epoch, g):
-            parts = [self._blocks.read(b) for b in self._groups(epoch)[g]]
-            parts = [p for p in parts if len(p)]
+            parts, ids = [], []
+            for b in self._groups(epoch)[g]:
+                windows, rows = self._blocks.read(b)
+                if len(windows):
+                    parts.append(windows)
+                    ids.append(self._block_start[b] + rows)
             data = np.concatenate(parts) if parts else np.empty((0, self.L), dtype=np.int64)
+            sample_ids = np.concatenate(ids) if ids else np.empty(0, dtype=np.int64)
             if data.shape[1] != self.L:
                 raise ValueError(
                     f"windows hold {data.shape[1]} tokens but block_size + 1 = {self.L}; rebuild the "
                     "dataset for this block_size or set TrainConfig.block_size to match"
                 )
             if self.shuffle:
-                data = data[np.random.default_rng([self.seed, epoch, g]).permutation(len(data))]
-            self._data_cache = ((epoch, g), data)
-        return self._data_cache[1]
+                perm = np.random.default_rng([self.seed, epoch, g]).permutation(len(data))
+                data, sample_ids = data[perm], sample_ids[perm]
+            self._data_cache = ((epoch, g), data, sample_ids)
+        return self._data_cache[1], self._data_cache[2]
 
-    def _to_batch(self, parts: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _to_batch(
+        self, parts: Sequence[np.ndarray], samples: Sequence[np.ndarray]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self.batch_samples = np.concatenate(samples)  # (B, 2): epoch, sample id
         w = torch.from_numpy(np.concatenate(parts).astype(np.int64))  # (B, T+1)
         return w[:, :-1].contiguous(), w[:, 1:].contiguous()  # (B, T), (B, T)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         cur = dict(self._cursor)
         parts: list[np.ndarray] = []
+        samples: list[np.ndarray] = []
         need, found_this_epoch = self.B, cur["row"] > 0 or cur["group"] > 0
         while True:
             groups = self._groups(cur["epoch"])
@@ -322,25 +353,28 @@ class WindowLoader:
                         f"rank {self.rank} found no windows in a whole epoch of {self.source!r}; "
                         "check the split name and that there are >= world_size windows"
                     )
-                cur = {"epoch": cur["epoch"] + 1, "group": 0, "row": 0, "seen": 0}
+                # "seen" carries the stream position (mod W) into the next epoch, see the module docstring
+                cur = {"epoch": cur["epoch"] + 1, "group": 0, "row": 0, "seen": cur["seen"] % self.world}
                 if not self.loop:
                     self._cursor = cur
                     if parts:
-                        yield self._to_batch(parts)
+                        yield self._to_batch(parts, samples)
                     return
                 found_this_epoch = False
                 continue
-            data = self._group_data(cur["epoch"], cur["group"])
+            data, sample_ids = self._group_data(cur["epoch"], cur["group"])
             first = cur["row"] + (self.rank - cur["seen"] - cur["row"]) % self.world  # next row of this rank
             take = np.arange(first, len(data), self.world)[:need]
             if len(take):
                 parts.append(data[take])
+                epochs = np.full(len(take), cur["epoch"], dtype=np.int64)
+                samples.append(np.stack([epochs, sample_ids[take]], axis=1))  # (n, 2)
                 need -= len(take)
                 found_this_epoch = True
             if need == 0:
                 cur["row"] = int(take[-1]) + 1
                 self._cursor = dict(cur)
-                yield self._to_batch(parts)
-                parts, need = [], self.B
+                yield self._to_batch(parts, samples)
+                parts, samples, need = [], [], self.B
             else:
                 cur = {**cur, "group": cur["group"] + 1, "row": 0, "seen": cur["seen"] + len(data)}

@@ -6,7 +6,9 @@ writes. Resume is exact: model, optimizer, every RNG and each rank's data positi
 so stopping at step N and resuming gives the same losses as never stopping.
 
 Outputs under ``out_dir``: ``checkpoints/ckpt_XXXXXXXX.pt``, ``metrics.jsonl``, ``loss_curve.png``,
-``train_config.json`` and ``model_config.json``.
+``train_config.json``, ``model_config.json`` and ``samples/rank-<r>.jsonl`` (one line per step:
+``{"step": s, "samples": [[epoch, sample id], ...]}``, the windows rank r trained on; written at each
+checkpoint, so it always matches the newest checkpoint, and cut back to it on resume).
 """
 
 from __future__ import annotations
@@ -180,7 +182,9 @@ def train(
         Dict with ``step``, ``train_loss`` (nats/token, mean over the last log interval), ``val_loss``
         (nats/token), ``val_bpb`` (bits per UTF-8 byte, None if bytes are unknown), ``tokens_seen``,
         ``n_params`` (all, tied matrix once), ``elapsed_s`` (this call), ``precision`` (``"fp32"`` or ``"bf16"``,
-        ``TrainConfig.precision`` resolved for the device), ``checkpoint`` (final checkpoint path).
+        ``TrainConfig.precision`` resolved for the device), ``checkpoint`` (final checkpoint path),
+        ``resumed_from`` (the checkpoint this call started from, None for a fresh run), ``start_step``
+        (its step, 0 for a fresh run) and ``samples_log`` (this rank's ``samples/rank-<r>.jsonl``).
         Load the trained weights with ``load_checkpoint(result["checkpoint"])["model"]``.
 
     Raises:
@@ -246,6 +250,11 @@ def train(
         log.info("rank %d resumed from %s at step %d", rank, ckpt, step)
     else:
         torch.manual_seed(train_cfg.seed + rank)  # different dropout masks per rank
+    start_step = step
+    samples_path = out / "samples" / f"rank-{rank}.jsonl"
+    samples_path.parent.mkdir(parents=True, exist_ok=True)
+    truncate_metrics(samples_path, step)  # lines written after the checkpoint this run starts from
+    pending_samples: list[dict[str, Any]] = []  # this rank's lines since the last checkpoint
 
     if master:
         out.mkdir(parents=True, exist_ok=True)
@@ -307,6 +316,9 @@ def train(
 
     def run_checkpoint() -> Path:
         path = checkpoint_path(ckpt_dir, step)
+        with open(samples_path, "a", encoding="utf-8") as f:
+            f.writelines(json.dumps(line, sort_keys=True) + "\n" for line in pending_samples)
+        pending_samples.clear()
         rng, data = all_gather_objects(capture_rng_state(), world), all_gather_objects(loader.state_dict(), world)
         if master:
             save_checkpoint(
@@ -341,8 +353,10 @@ def train(
         lr = lr_at(step, train_cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        step_samples: list[list[int]] = []
         for micro in range(train_cfg.grad_accum):
             x, y = next(it)
+            step_samples.extend(loader.batch_samples.tolist())
             _check_ids(x, y, model_cfg.vocab_size)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             sync = micro == train_cfg.grad_accum - 1 or world == 1
@@ -357,6 +371,7 @@ def train(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        pending_samples.append({"step": step, "samples": step_samples})
         n_running += 1
         bar.update(1)
         if step % train_cfg.log_every == 0 or step == train_cfg.max_steps:
@@ -398,4 +413,7 @@ def train(
         "elapsed_s": time.monotonic() - t_start,
         "precision": precision,
         "checkpoint": str(last_ckpt),
+        "resumed_from": str(ckpt) if ckpt is not None else None,
+        "start_step": start_step,
+        "samples_log": str(samples_path),
     }

@@ -70,8 +70,11 @@ def test_spark_submit_ingest(spark, tmp_path):
 
 
 @pytest.fixture
-def standalone_cluster(tmp_path):
-    """A Spark standalone master + one worker (1 core, 1 GiB) on 127.0.0.1; stopped afterwards."""
+def standalone_cluster(tmp_path, request):
+    """A Spark standalone master + one worker (1 core, 1 GiB) on 127.0.0.1; stopped afterwards.
+
+    More cores: ``@pytest.mark.parametrize("standalone_cluster", [2], indirect=True)``."""
+    cores = str(getattr(request, "param", 1))
     port = _free_port()
     url = f"spark://127.0.0.1:{port}"
     env = _env()
@@ -85,7 +88,7 @@ def standalone_cluster(tmp_path):
          "--webui-port", str(_free_port())],
         env=env, stdout=open(logs / "master.out", "w"), stderr=subprocess.STDOUT, start_new_session=True)
     worker = subprocess.Popen(
-        [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", "1",
+        [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", cores,
          "--memory", "1g", "--webui-port", str(_free_port()), url],
         env=env, stdout=open(logs / "worker.out", "w"), stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -106,6 +106,29 @@ def test_ranks_get_disjoint_shards(tmp_path, world):
     assert max(map(len, shards)) - min(map(len, shards)) <= 1
 
 
+@pytest.mark.parametrize("world", [2, 3])
+def test_ranks_split_one_process_batches_across_epoch_ends(tmp_path, world):
+    """W ranks with batch 4 read, step for step, the windows one process reads with batch 4 * W, also
+    across the ends of epochs of 117 windows (not a multiple of W); batch_samples names each window."""
+    src = ParquetWindowSource(_write_parquet(tmp_path, rows_per_file=49), split="train")  # 117 train windows
+    one = WindowLoader(src, 4 * world, T, seed=7, shuffle_buffer=40)
+    ranks = [WindowLoader(src, 4, T, seed=7, shuffle_buffer=40, rank=r, world_size=world) for r in range(world)]
+    it_one, its = iter(one), [iter(loader) for loader in ranks]
+    epoch0: list[list[int]] = [[] for _ in range(world)]
+    for step in range(2 * 117 // (4 * world) + 2):  # into the third epoch
+        x, _ = next(it_one)
+        # sample id = row number in the files' order = window id here = the window's first token
+        assert one.batch_samples[:, 1].tolist() == x[:, 0].tolist()
+        split = []
+        for r, (loader, it) in enumerate(zip(ranks, its, strict=True)):
+            xr, _ = next(it)
+            assert loader.batch_samples[:, 1].tolist() == xr[:, 0].tolist()
+            split += [tuple(s) for s in loader.batch_samples.tolist()]
+            epoch0[r] += [i for e, i in loader.batch_samples.tolist() if e == 0]
+        assert sorted(split) == sorted(tuple(s) for s in one.batch_samples.tolist()), step
+    assert sorted(sum(epoch0, [])) == [i for i in range(147) if i % 5]  # each train window once in epoch 0
+
+
 def test_rank_resume(tmp_path):
     src = ParquetWindowSource(_write_parquet(tmp_path), split="train")
     straight = _ids(itertools.islice(WindowLoader(src, 6, T, seed=4, rank=1, world_size=2), 15))

@@ -124,6 +124,36 @@ def test_resume_is_exact(corpus, tmp_path):
     assert resumed["val_loss"] == straight["val_loss"]
     sa, sb = load_checkpoint(straight["checkpoint"]), load_checkpoint(resumed["checkpoint"])
     assert all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"])
+    assert resumed["resumed_from"].endswith("ckpt_00000007.pt") and resumed["start_step"] == 7  # the "crash" step
+    assert straight["resumed_from"] is None and straight["start_step"] == 0
+    # the samples log is cut back to the checkpoint and continued: the same windows, step for step
+    assert _samples(tmp_path / "b") == _samples(tmp_path / "a")
+    assert sorted(_samples(tmp_path / "a")) == list(range(1, 13))
+
+
+def _samples(out_dir, rank=0) -> dict[int, list[list[int]]]:
+    """step -> [[epoch, sample id], ...] from a run's samples log."""
+    lines = (Path(out_dir) / "samples" / f"rank-{rank}.jsonl").read_text().splitlines()
+    steps = [json.loads(line) for line in lines]
+    assert len({r["step"] for r in steps}) == len(steps), "a step is logged twice"
+    return {r["step"]: r["samples"] for r in steps}
+
+
+def test_samples_log_names_every_training_window_once_per_epoch(corpus, tmp_path):
+    tok, paths, model_cfg = corpus
+    # sample id = row number in the files' stored order (file 0's rows, then file 1's)
+    splits = [s for p in paths for s in pq.read_table(p, columns=["split"])["split"].to_pylist()]
+    train_ids = [i for i, s in enumerate(splits) if s == "train"]
+    steps = -(-len(train_ids) // 8) + 2  # a little more than one epoch of batch 8
+    train(model_cfg, _cfg(max_steps=steps, lr_decay_steps=steps), ParquetWindowSource(paths, "train"), None,
+          tmp_path / "run", progress=False)
+    log = _samples(tmp_path / "run")
+    assert sorted(log) == list(range(1, steps + 1)) and all(len(v) == 8 for v in log.values())
+    flat = [tuple(s) for step in sorted(log) for s in log[step]]
+    epoch0 = [i for e, i in flat if e == 0]
+    assert sorted(epoch0) == train_ids  # every train window exactly once, no val window
+    assert epoch0 != train_ids  # shuffled, not stored order
+    assert {e for e, _ in flat} == {0, 1}
 
 
 def test_resume_truncates_metrics_written_after_the_checkpoint(corpus, tmp_path):
@@ -135,6 +165,7 @@ def test_resume_truncates_metrics_written_after_the_checkpoint(corpus, tmp_path)
     train(model_cfg, _cfg(max_steps=8, ckpt_every=4), tr, None, out, progress=False)
     steps = [r["step"] for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "train"]
     assert steps == list(range(1, 9))
+    assert sorted(_samples(out)) == list(range(1, 9))  # steps 5-6 of the dead run were cut, not repeated
 
 
 def test_refuses_to_overwrite_without_resume(corpus, tmp_path):
@@ -257,3 +288,9 @@ def test_ddp_gloo_two_ranks(corpus, tmp_path):
     assert ckpt["world_size"] == 2 and len(ckpt["data"]) == 2 and len(ckpt["rng"]) == 2
     assert records[-1]["tokens"] == 6 * 4 * T * 2
     assert _train_losses(run / "straight") == _train_losses(run / "resumed")  # exact resume under DDP too
+    ranks = [_samples(run / "straight", r) for r in range(2)]
+    assert sorted(ranks[0]) == sorted(ranks[1]) == list(range(1, 7))
+    for step in range(1, 7):  # each step, 4 windows per rank and none shared
+        a, b = ({tuple(s) for s in ranks[r][step]} for r in range(2))
+        assert len(a) == len(b) == 4 and not a & b, step
+    assert [_samples(run / "resumed", r) for r in range(2)] == ranks
