@@ -24,6 +24,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+CPU_FLAGS = {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx_vnni"}  # what decides fp32/bf16 speed
 
 
 def pin_threads(n: int = 1, rayon: bool = False) -> int:
@@ -71,14 +72,18 @@ def _git_commit() -> str | None:
 
 def machine_info() -> dict:
     """CPU model, core count, load averages, Python/torch versions and the thread env vars."""
-    model = None
+    model, flags = None, []
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), None)
+            lines = fh.read().splitlines()
+        model = next((x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")), None)
+        have = set(next((x.split(":", 1)[1].split() for x in lines if x.startswith("flags")), []))
+        flags = sorted(have & CPU_FLAGS)
     except OSError:
         pass
     info = {
         "cpu": model,
+        "cpu_flags": flags,  # bf16 rows mean something only with avx512_bf16 or amx_bf16 (else bf16 is emulated)
         "nproc": os.cpu_count(),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),

@@ -1,31 +1,46 @@
-"""Batch-inference throughput: our length-bucketed scoring UDF vs bare PyTorch, predict_batch_udf and a
-naive UDF, plus KV-cache vs recompute generation.
+"""Batch-inference throughput: our length-bucketed scoring UDF vs the bare loop and ``predict_batch_udf``
+(swept, in table order and sorted by length), plus KV-cache vs recompute generation.
 
-    python bench/inference/bench_scoring.py --data ../shared/data --n-texts 600 --out /tmp/bench_inf1k \
-        --skip in_order,job,generate
+    OMP_NUM_THREADS=1 python bench/inference/bench_scoring.py --data ../shared/data --n-texts 600 \\
+        --out /tmp/bench_inf --repeats 3 --skip in_order,full_logits,job,generate [--raw PATH]
 
-Every variant scores the same texts with the same random GPT (block 1024, byte-level BPE, 6 x 256 dims)
-and one torch thread per process:
+Every variant scores the same texts with the same random GPT (block 1024, byte-level BPE, 6 x 256 dims),
+in fp32 unless the row says bf16, one torch thread per process (``torch.set_num_threads(1)`` here, in
+each bare-loop process and in every predict function; our UDF takes ``spark.task.cpus`` = 1):
 
-    a. bare PyTorch in this process: ``udfs.scoring.score_texts`` with the UDF's own options (same length
-       bucketing, same token-budgeted micro-batches), 1 thread; fp32, and bf16 autocast for reference
+    a.  bare PyTorch in this process: ``udfs.scoring.score_texts`` with the UDF's own options (same
+        length bucketing, same token-budgeted micro-batches), 1 thread; a_bf16 = bf16 autocast (reference)
     a2. the same loop in 2 processes at once, every other text each (both cores busy, as under local[2])
-    b. our iterator UDF (``make_score_udf``, default options: fp32, token budget by device) on local[2],
-       one thread per Python worker; b_ours_bf16 = the same with ``precision="bf16"``
-    b2. the whole ``jobs/score.py`` job on a Delta copy of the input (read, score, MERGE, runs table)
-    c. ``pyspark.ml.functions.predict_batch_udf`` used the straightforward way: DoubleType() return,
-       ``batch_size`` rows in table order, each padded to its longest row, scored the way a user writes
-       it (logits for every position, ``log_softmax``, gather); c_..._library_head = the same but
-       scored with ``model.scoring.token_logprobs`` (output layer on real positions only)
-    d. a pandas UDF that loads the model on every Arrow batch and pads micro-batches in table order
+    a'. (``in_order``) the bare loop in table order, ``--batch-size`` rows per batch, padded to each
+        batch's longest, scored with ``token_logprobs``
+    b.  our iterator UDF (``make_score_udf``, default options: fp32, token budget by device) on local[2];
+        b_bf16 = the same with ``precision="bf16"`` (reference, compared with a_bf16 only)
+    b2. (``job``) the whole ``jobs/score.py`` job on a Delta copy of the input (read, score, MERGE, runs table)
+    c.  ``pyspark.ml.functions.predict_batch_udf`` (DoubleType() return, model loaded once per worker by
+        ``make_predict_fn``), its predict function tokenising its ``batch_size`` rows, padding them to
+        the batch's longest and scoring them with **the same output layer as ours**
+        (``model.scoring.token_logprobs``: lm_head on real positions only); ``batch_size`` swept over
+        ``--pbu-batch-sizes`` (default 2,4,8,16,32): ``c_table_order_<B>``
+    c_sorted. the same, but the table is sorted by text length first (what a user who read about padding
+        does), swept too: ``c_sorted_within_<B>`` = ``sortWithinPartitions(length(text))`` (no shuffle),
+        ``c_sorted_global_<B>`` = ``orderBy(length(text))`` (a range-partitioned sort); ``--pbu-sort``
+    c_full_logits. (``full_logits``, a different row: more work) c in table order at the first batch size,
+        scored with logits at every position + ``log_softmax`` + gather
+    d.  (``naive``) a pandas UDF that loads the model on every Arrow batch and pads micro-batches in table
+        order (first batch size, ``token_logprobs``)
 
 Texts are real documents of widely varying length (C4, CommonCrawl 2019, US presidential speeches)
 plus Gutenberg paragraphs, cut to at most ``block_size - 1`` tokens, so every variant does one window
-per text and the work is identical: the differences are padding, micro-batching, caching and Spark overhead.
-c. is predict_batch_udf's documented usage: ``make_predict_fn`` returns ``predict(np.ndarray of str)``
-that tokenises its ``batch_size`` rows and pads them to the longest row of that batch (the usual
-"dynamic padding" of a tokenizer call; padding to block_size would handicap it). Spark variants are warmed up on 64 rows
-first (two concurrent tasks: both workers started, models cached); predict_batch_udf and ours both keep the model per worker.
+per text and the work is identical: the differences are padding, micro-batching, caching and Spark
+overhead. Spark variants read a 4-file Parquet copy, write to the ``noop`` sink and are warmed up on
+64 rows right before each timed run (two concurrent tasks: both workers started, models cached; each
+time, because predict_batch_udf's per-worker ModelCache holds only 3 predict functions and the other
+variants of a round would evict it); the bare loops are warmed up on 50 texts.
+
+Same repeats, same statistic: every row runs ``--repeats`` times (default 3; Spark rows round by
+round, interleaved) and the median wall time is reported. Headlines, per core:
+``b / a`` (goal >= 0.95) and ``b / best c-or-c_sorted`` (as it is). Raw numbers (every run) go to
+``--raw`` (default ``bench/inference/raw/scoring-<UTC>.json``).
 """
 
 from __future__ import annotations
@@ -41,7 +56,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchlib import default_raw_path, median, pin_threads, write_raw
+
 log = logging.getLogger("bench.inference")
+SKIPPABLE = ("bare", "bare_bf16", "in_order", "bare_parallel", "spark", "ours_bf16", "pbu", "pbu_sorted",
+             "full_logits", "naive", "job", "generate")
 
 
 def load_texts(data: Path, n: int, seed: int = 0) -> list[str]:
@@ -130,20 +150,20 @@ def pad_score(model, tok, texts, batch_size: int, library_head: bool = False) ->
     return np.concatenate(out) if out else np.zeros(0)
 
 
-LOADAVG: dict[str, float] = {}  # 1-minute load average after each timed run: > ~2.2 means someone else used the cores
+LOADAVG: dict[str, list[float]] = {}  # 1-minute load average after each timed run, per row
 
 
-def timed(fn, name: str = "") -> float:
+def timed(fn, name: str) -> float:
+    """Wall seconds of one call of ``fn``; records the load average after it under ``name``."""
     t0 = time.perf_counter()
     fn()
     sec = time.perf_counter() - t0
-    if name:
-        LOADAVG[name] = round(os.getloadavg()[0], 2)
+    LOADAVG.setdefault(name, []).append(round(os.getloadavg()[0], 2))
     return sec
 
 
-def bench_bare(model_path: Path, texts: list[str], opts: dict, batch_size: int, in_order: bool = False) -> dict:
-    """a: ``score_texts`` in this process, 1 thread, with ``opts`` (the UDF's options) in fp32 and bf16."""
+def bench_bare(model_path: Path, texts: list[str], opts: dict, batch_size: int, repeats: int, skip: set) -> dict:
+    """a (and a_bf16, a'): ``score_texts`` in this process, 1 thread, ``repeats`` runs each."""
     import torch
 
     from model.artifact import load_artifact
@@ -153,12 +173,17 @@ def bench_bare(model_path: Path, texts: list[str], opts: dict, batch_size: int, 
     art = load_artifact(model_path)
     series = pd.Series(texts)
     score_texts(art.model, art.tokenizer, series[:50], **opts)  # warm-up
-    res = {}
-    res["bucketed"] = timed(lambda: score_texts(art.model, art.tokenizer, series, **opts), "a_bucketed")
-    res["bucketed_bf16"] = timed(lambda: score_texts(art.model, art.tokenizer, series, **opts, precision="bf16"),
-                                 "a_bucketed_bf16")
-    if in_order:
-        res["in_order"] = timed(lambda: pad_score(art.model, art.tokenizer, texts, batch_size), "a_in_order")
+    rows = {"a_bare": lambda: score_texts(art.model, art.tokenizer, series, **opts)}
+    if "bare_bf16" not in skip:
+        score_texts(art.model, art.tokenizer, series[:50], **opts, precision="bf16")
+        rows["a_bare_bf16"] = lambda: score_texts(art.model, art.tokenizer, series, **opts, precision="bf16")
+    if "in_order" not in skip:
+        rows["a_in_order"] = lambda: pad_score(art.model, art.tokenizer, texts, batch_size, library_head=True)
+    res: dict[str, list[float]] = {k: [] for k in rows}
+    for _ in range(repeats):
+        for name, fn in rows.items():
+            res[name].append(timed(fn, name))
+            log.info("%s: %.1f s", name, res[name][-1])
     return res
 
 
@@ -197,13 +222,15 @@ def bench_bare_parallel(model_path: Path, texts: list[str], opts: dict, procs: i
     wall = time.perf_counter() - t0
     for p in ps:
         p.join()
-    LOADAVG[f"a_parallel_{procs}"] = round(os.getloadavg()[0], 2)
+    LOADAVG.setdefault(f"a2_bare_{procs}_processes", []).append(round(os.getloadavg()[0], 2))
     log.info("bare loop in %d processes: %s s each, %.1f s wall", procs, [round(x, 1) for x in per_proc], wall)
     return wall
 
 
-def bench_spark(spark, model_path: Path, parquet: str, n: int, opts: dict, batch_sizes: list[int]) -> dict:
+def spark_variants(model_path: Path, opts: dict, batch_sizes: list[int], sorts: list[str], skip: set) -> dict:
+    """name -> (make_column(col_name), prepare(df) -> df): every Spark row of the benchmark."""
     from pyspark.ml.functions import predict_batch_udf
+    from pyspark.sql import functions as F
     from pyspark.sql.functions import pandas_udf
     from pyspark.sql.types import DoubleType
 
@@ -227,7 +254,10 @@ def bench_spark(spark, model_path: Path, parquet: str, n: int, opts: dict, batch
 
         return make_predict_fn
 
-    batch = batch_sizes[0]
+    def pbu(b: int, library_head: bool = True):
+        return lambda c: predict_batch_udf(predict_fn_factory(b, library_head), return_type=DoubleType(), batch_size=b)(c)
+
+    first = batch_sizes[0]
 
     @pandas_udf("double")
     def naive(texts: pd.Series) -> pd.Series:
@@ -237,48 +267,64 @@ def bench_spark(spark, model_path: Path, parquet: str, n: int, opts: dict, batch
 
         torch.set_num_threads(1)
         art = load_artifact(path)  # every Arrow batch
-        return pd.Series(pad_score(art.model, art.tokenizer, list(texts), batch))
+        return pd.Series(pad_score(art.model, art.tokenizer, list(texts), first, library_head=True))
 
-    udfs = {
-        "ours": lambda c: make_score_udf(path, **opts)(c).mean_nll,
-        "ours_bf16": lambda c: make_score_udf(path, **opts, precision="bf16")(c).mean_nll,
-    }
-    for b in batch_sizes:
-        udfs[f"predict_batch_udf_{b}"] = (
-            lambda c, b=b: predict_batch_udf(predict_fn_factory(b, False), return_type=DoubleType(), batch_size=b)(c))
-    udfs[f"predict_batch_udf_{batch}_library_head"] = (
-        lambda c: predict_batch_udf(predict_fn_factory(batch, True), return_type=DoubleType(), batch_size=batch)(c))
-    udfs["naive_reload"] = lambda c: naive(c)
+    as_is = lambda df: df
+    prep = {"within": lambda df: df.sortWithinPartitions(F.length("text")),
+            "global": lambda df: df.orderBy(F.length("text"))}
+    out = {"b_ours": (lambda c: make_score_udf(path, **opts)(c).mean_nll, as_is)}
+    if "ours_bf16" not in skip:
+        out["b_ours_bf16"] = (lambda c: make_score_udf(path, **opts, precision="bf16")(c).mean_nll, as_is)
+    if "pbu" not in skip:
+        for b in batch_sizes:
+            out[f"c_table_order_{b}"] = (pbu(b), as_is)
+    if "pbu_sorted" not in skip:
+        for kind in sorts:
+            for b in batch_sizes:
+                out[f"c_sorted_{kind}_{b}"] = (pbu(b), prep[kind])
+    if "full_logits" not in skip:
+        out[f"c_full_logits_{first}"] = (pbu(first, library_head=False), as_is)
+    if "naive" not in skip:
+        out["d_naive_reload"] = (lambda c: naive(c), as_is)
+    return out
+
+
+def bench_spark(spark, variants: dict, parquet: str, n: int, repeats: int) -> dict:
+    """Wall seconds of every Spark row, ``repeats`` rounds, each round running every row once."""
     df = spark.read.parquet(parquet)
     log.info("input: %d rows in %d partitions", n, df.rdd.getNumPartitions())
-    # warm-up: two concurrent tasks, so both task slots have a started Python worker holding the model
+    # warm-up before every timed run: two concurrent tasks, so both task slots have a started Python
+    # worker holding this variant's model. Needed each time, not once: predict_batch_udf's ModelCache
+    # keeps only 3 predict functions per worker, so the other variants of a round evict this one's.
     warm = df.limit(64).repartition(2).cache()
     warm.count()
-    res = {}
-    for name, make in udfs.items():
-        col = make("text")  # one UDF object for warm-up and run (predict_batch_udf caches by its id)
-        warm.select(col.alias("s")).write.format("noop").mode("overwrite").save()
-        res[name] = timed(lambda c=col: df.select(c.alias("s")).write.format("noop").mode("overwrite").save(), name)
-        log.info("%s: %.1f s", name, res[name])
+    cols = {name: make("text") for name, (make, _) in variants.items()}  # one UDF object per variant
+    res: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(repeats):
+        for name, (_, prepare) in variants.items():
+            prepare(warm).select(cols[name].alias("s")).write.format("noop").mode("overwrite").save()
+            query = prepare(df).select(cols[name].alias("s"))
+            res[name].append(timed(lambda q=query: q.write.format("noop").mode("overwrite").save(), name))
+            log.info("round %d %s: %.1f s", r, name, res[name][-1])
     return res
 
 
-def bench_job(spark, model_path: Path, texts: list[str], out: Path, opts: dict) -> dict:
-    """``jobs/score.py`` end to end, twice into new output tables: ``cold`` (first Delta MERGE and
-    Python workers of the session) and ``warm``."""
+def bench_job(spark, model_path: Path, texts: list[str], out: Path, opts: dict, repeats: int) -> dict:
+    """``jobs/score.py`` end to end into new output tables: ``cold`` (first MERGE and workers of the
+    session, once) then ``warm`` ``repeats`` times."""
     from jobs import score
 
     gold = out / "lake" / "gold"
     spark.createDataFrame(pd.DataFrame({"doc_id": [f"t{i:06d}" for i in range(len(texts))], "text": texts})) \
         .repartition(4).write.format("delta").mode("overwrite").save(str(gold))
-    res = {}
-    for run in ("cold", "warm"):
+    res: dict[str, list[float]] = {"b2_score_job_cold": [], "b2_score_job_warm": []}
+    for run in ["cold"] + ["warm"] * repeats:
         args = ["--lake", str(out / "lake"), "--input", str(gold), "--model", str(model_path),
                 "--output", str(out / "lake" / f"scores_{time.time_ns()}")]
         for k, v in opts.items():
             args += [f"--{k.replace('_', '-')}", str(v)]
         codes: list[int] = []
-        res[run] = timed(lambda a=args, c=codes: c.append(score.main(a)), f"score_job_{run}")
+        res[f"b2_score_job_{run}"].append(timed(lambda a=args, c=codes: c.append(score.main(a)), f"b2_score_job_{run}"))
         assert codes == [0], codes
     return res
 
@@ -305,28 +351,71 @@ def bench_generation(model_path: Path, texts: list[str], new_tokens: int, batch:
     return res
 
 
+def summarize(results: dict, n: int) -> dict:
+    """Median seconds -> texts/s and texts/s per core for every row, and the headline ratios."""
+    cores = {"a_": 1, "a2_": 2, "b_": 2, "b2_": 2, "c_": 2, "d_": 2}
+    rows = {}
+    for group in ("bare_1_thread_s", "bare_2_procs_s", "spark_local2_s", "score_job_s"):
+        for name, runs in results.get(group, {}).items():
+            c = next(v for k, v in cores.items() if name.startswith(k))
+            sec = median(runs)
+            rows[name] = {"median_s": sec, "texts_per_s": n / sec, "cores": c, "texts_per_s_per_core": n / sec / c}
+    per_core = {k: v["texts_per_s_per_core"] for k, v in rows.items()}
+    head: dict = {}
+    if "b_ours" in per_core and "a_bare" in per_core:
+        head["b_over_a_per_core"] = per_core["b_ours"] / per_core["a_bare"]  # goal >= 0.95
+    if "b_ours" in per_core and "a2_bare_2_processes" in per_core:
+        head["b_over_a2_per_core"] = per_core["b_ours"] / per_core["a2_bare_2_processes"]
+    if "b_ours_bf16" in per_core and "a_bare_bf16" in per_core:
+        head["b_bf16_over_a_bf16_per_core"] = per_core["b_ours_bf16"] / per_core["a_bare_bf16"]
+    for prefix, key in (("c_table_order_", "table_order"), ("c_sorted_", "sorted")):
+        cands = {k: v for k, v in per_core.items() if k.startswith(prefix)}
+        if cands:
+            best = max(cands, key=cands.get)
+            head[f"best_pbu_{key}"] = best
+            if "b_ours" in per_core:
+                head[f"b_over_best_pbu_{key}"] = per_core["b_ours"] / cands[best]
+    cands = {k: v for k, v in per_core.items() if k.startswith(("c_table_order_", "c_sorted_"))}
+    if cands and "b_ours" in per_core:
+        best = max(cands, key=cands.get)
+        head["best_pbu"] = best
+        head["b_over_best_pbu"] = per_core["b_ours"] / cands[best]  # reported as it is
+    return {"rows": rows, "headline": head}
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="the shared/data folder (web_c4_sample, gutenberg_12_novels)")
-    p.add_argument("--out", required=True, help="work folder (model, parquet, results.json)")
-    p.add_argument("--n-texts", type=int, default=4000)
-    p.add_argument("--batch-size", type=int, default=32, help="rows per batch of the in-order bare loop")
-    p.add_argument("--pbu-batch-sizes", default="32", help="predict_batch_udf batch sizes (comma list; the first is d's too)")
+    p.add_argument("--out", required=True, help="work folder (model, Parquet/Delta copies)")
+    p.add_argument("--raw", help="raw JSON output (default bench/inference/raw/scoring-<UTC>.json)")
+    p.add_argument("--n-texts", type=int, default=600)
+    p.add_argument("--repeats", type=int, default=3, help="timed runs of every row (median reported)")
+    p.add_argument("--batch-size", type=int, default=32, help="rows per batch of the in-order bare loop (a')")
+    p.add_argument("--pbu-batch-sizes", default="2,4,8,16,32",
+                   help="predict_batch_udf batch sizes to sweep (comma list; the first is also d's and c_full_logits')")
+    p.add_argument("--pbu-sort", default="within,global", help="sorted predict_batch_udf variants: within, global")
     p.add_argument("--token-budget", type=int, help="a/b micro-batch token budget (default: the UDF's, by device)")
     p.add_argument("--max-rows", type=int, help="a/b most rows per micro-batch (default: the UDF's)")
     p.add_argument("--block", type=int, default=1024)
     p.add_argument("--vocab", type=int, default=4096)
     p.add_argument("--new-tokens", type=int, default=128)
-    p.add_argument("--skip", default="", help="comma list of: bare,in_order,bare_parallel,spark,job,generate")
+    p.add_argument("--skip", default="", help=f"comma list of: {','.join(SKIPPABLE)}")
     args = p.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
+    if skip - set(SKIPPABLE):
+        raise SystemExit(f"--skip: unknown {sorted(skip - set(SKIPPABLE))}; choose from {','.join(SKIPPABLE)}")
+    sorts = [s for s in filter(None, args.pbu_sort.split(","))]
+    if set(sorts) - {"within", "global"}:
+        raise SystemExit(f"--pbu-sort takes within and/or global, got {args.pbu_sort}")
+    if args.repeats < 1:
+        raise SystemExit("--repeats must be >= 1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
+    pin_threads(1)
     import torch
 
-    torch.set_num_threads(1)
     raw = load_texts(Path(args.data), args.n_texts)
     model_path = build_artifact(out, raw, args.block, args.vocab)
     from model.artifact import load_artifact
@@ -334,20 +423,21 @@ def main(argv: list[str] | None = None) -> int:
     art = load_artifact(model_path)
     texts = cut_to_block(raw, art.tokenizer, args.block - 1)
     lens = np.array([len(x) for x in art.tokenizer.encode_batch(texts)])
-    info = {"n_texts": len(texts), "n_params": art.model.num_params(non_embedding=False),
-            "tokens": int(lens.sum()), "len_min_p10_p50_p90_max": np.percentile(lens, [0, 10, 50, 90, 100]).tolist(),
-            "len_mean": float(lens.mean()), "at_cap": int((lens >= args.block - 1).sum()),
-            "batch_size": args.batch_size, "block": args.block, "torch": torch.__version__, "cpus": os.cpu_count()}
-    log.info("setup: %s", info)
     # a and b run the product's own micro-batching (token budget by device, max rows), unless overridden
     opts = {k: v for k, v in (("token_budget", args.token_budget), ("max_rows", args.max_rows)) if v is not None}
     pbu_sizes = [int(x) for x in args.pbu_batch_sizes.split(",")]
-    info.update(score_options=opts, predict_batch_udf_batch_sizes=pbu_sizes)
-    results: dict = {"setup": info}
+    info = {"n_texts": len(texts), "n_params": art.model.num_params(non_embedding=False),
+            "tokens": int(lens.sum()), "len_min_p10_p50_p90_max": np.percentile(lens, [0, 10, 50, 90, 100]).tolist(),
+            "len_mean": float(lens.mean()), "at_cap": int((lens >= args.block - 1).sum()), "block": args.block,
+            "repeats": args.repeats, "score_options": opts, "predict_batch_udf_batch_sizes": pbu_sizes,
+            "pbu_sort": sorts, "skip": sorted(skip), "torch_threads": torch.get_num_threads()}
+    log.info("setup: %s", info)
+    results: dict = {"bench": "inference/scoring", "setup": info}
     if "bare" not in skip:
-        results["bare_1_thread_s"] = bench_bare(model_path, texts, opts, args.batch_size, "in_order" not in skip)
+        results["bare_1_thread_s"] = bench_bare(model_path, texts, opts, args.batch_size, args.repeats, skip)
     if "bare_parallel" not in skip:
-        results["bare_2_procs_s"] = bench_bare_parallel(model_path, texts, opts, 2)
+        results["bare_2_procs_s"] = {"a2_bare_2_processes": [bench_bare_parallel(model_path, texts, opts, 2)
+                                                             for _ in range(args.repeats)]}
     if not {"spark", "job"} <= skip:
         from jobs.spark import get_spark
 
@@ -355,29 +445,31 @@ def main(argv: list[str] | None = None) -> int:
         parquet = str(out / "texts.parquet")
         spark.createDataFrame(pd.DataFrame({"text": texts})).repartition(4).write.mode("overwrite").parquet(parquet)
         if "spark" not in skip:
-            results["spark_local2_s"] = bench_spark(spark, model_path, parquet, len(texts), opts, pbu_sizes)
+            variants = spark_variants(model_path, opts, pbu_sizes, sorts, skip)
+            results["spark_local2_s"] = bench_spark(spark, variants, parquet, len(texts), args.repeats)
         if "job" not in skip:
-            results["score_job_s"] = bench_job(spark, model_path, texts, out, opts)
+            results["score_job_s"] = bench_job(spark, model_path, texts, out, opts, args.repeats)
     if "generate" not in skip:
         results["generation"] = bench_generation(model_path, raw, args.new_tokens, batch=8)
-
-    n = len(texts)
-    rates = {}
-    for name, sec in results.get("bare_1_thread_s", {}).items():
-        rates[f"a_bare_{name}"] = (n / sec, 1)
-    if "bare_2_procs_s" in results:
-        rates["a2_bare_2_processes"] = (n / results["bare_2_procs_s"], 2)
-    for name, sec in results.get("spark_local2_s", {}).items():
-        label = ("b_" + name if name.startswith("ours") else "c_" + name if name.startswith("predict") else "d_" + name)
-        rates[label] = (n / sec, 2)
-    for name, sec in results.get("score_job_s", {}).items():
-        rates[f"b2_score_job_{name}"] = (n / sec, 2)
-    results["texts_per_s"] = {k: round(r, 1) for k, (r, _) in rates.items()}
-    results["texts_per_s_per_core"] = {k: round(r / c, 1) for k, (r, c) in rates.items()}
     results["load_1min_after"] = LOADAVG
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    json.dump(results, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
+    results.update(summarize(results, len(texts)))
+
+    print(f"\n{len(texts)} texts, {info['tokens']} tokens; median of {args.repeats} runs per row")
+    for name, row in results["rows"].items():
+        print(f"  {name:28s} {row['median_s']:8.1f} s  {row['texts_per_s']:7.1f} texts/s  "
+              f"{row['texts_per_s_per_core']:7.1f} per core ({row['cores']} core{'s' if row['cores'] > 1 else ''})")
+    h = results["headline"]
+    if "b_over_a_per_core" in h:
+        extra = f" (vs a2: {h['b_over_a2_per_core']:.2f}x)" if "b_over_a2_per_core" in h else ""
+        print(f"b. our UDF vs a. the bare loop, per core: {h['b_over_a_per_core']:.2f}x (goal >= 0.95){extra}")
+    if "b_over_best_pbu" in h:
+        print(f"b. our UDF vs the best predict_batch_udf ({h['best_pbu']}), per core: {h['b_over_best_pbu']:.2f}x")
+    for key in ("table_order", "sorted"):
+        if f"b_over_best_pbu_{key}" in h:
+            print(f"   best {key.replace('_', ' ')}: {h[f'best_pbu_{key}']} -> b = {h[f'b_over_best_pbu_{key}']:.2f}x")
+    if "generation" in results:
+        print(f"generation: KV cache {results['generation']['speedup']:.1f}x recompute")
+    write_raw(args.raw or default_raw_path("inference", "scoring"), results)
     return 0
 
 
