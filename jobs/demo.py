@@ -1,9 +1,15 @@
 """The main job end to end on the bundled sample corpus (``make demo``).
 
-    python -m jobs.demo [--lake lake] [--input-dir DIR]
+    python -m jobs.demo [--lake lake] [--input-dir DIR] [--max-docs N] [--max-steps N]
 
 Runs every stage in one Spark session, each through its job's own ``main()`` (the same code
 ``spark-submit`` runs), prints a summary per stage and, at the end, where the tables are.
+``--max-docs`` / ``--max-steps`` make a quick run (the first N records of each corpus, N training
+steps) through the same stages.
+
+The token table's val split is stratified by source and language (``--stratify-by source,lang``):
+each (source, language) stratum gives 5% of its documents to val, so val has train's mix; a stratum
+of fewer than 10 documents (the corpus's handful of pages in other languages) stays in train.
 """
 
 from __future__ import annotations
@@ -22,6 +28,26 @@ log = logging.getLogger("jobs.demo")
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+TABLES = ("bronze", "quarantine", "silver", "rejected", "gold", "clusters", "tokens", "scores", "stats", "runs")
+
+
+def lake_table(lake: str, name: str) -> str:
+    """Path of table ``name`` (one of `TABLES`) in a demo lake; ``clusters`` is where the demo's dedup writes it."""
+    return str(Path(lake) / "clusters") if name == "clusters" else table_path(lake, name)
+
+
+def _trimmed_corpora(corpora: list[Path], max_docs: int, out_dir: Path) -> list[Path]:
+    """Copies of ``corpora`` holding their first ``max_docs`` lines (JSONL records), same file names."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trimmed = []
+    for path in corpora:
+        with open(path, encoding="utf-8") as src, open(out_dir / path.name, "w", encoding="utf-8") as dst:
+            for i, line in enumerate(src):
+                if i >= max_docs:
+                    break
+                dst.write(line)
+        trimmed.append(out_dir / path.name)
+    return trimmed
 
 
 def _stage(name: str, fn, *args) -> None:
@@ -38,8 +64,8 @@ def summarize(spark, lake: str) -> None:
     from delta.tables import DeltaTable
 
     print("\n=== summary ===")
-    for name in ("bronze", "quarantine", "silver", "rejected", "gold", "tokens", "scores", "stats", "runs"):
-        path = table_path(lake, name)
+    for name in TABLES:
+        path = lake_table(lake, name)
         if DeltaTable.isDeltaTable(spark, path):
             df = spark.read.format("delta").load(path)
             version = DeltaTable.forPath(spark, path).history(1).first().version
@@ -58,26 +84,36 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run lakelm end to end on the bundled sample corpus.")
     parser.add_argument("--lake", default="lake", help="lake folder to create or update")
     parser.add_argument("--input-dir", default=str(SAMPLE_DIR), help="folder of *.jsonl corpora")
+    parser.add_argument("--max-docs", type=int, help="ingest only the first N records of each corpus")
+    parser.add_argument("--max-steps", type=int, help="train for N steps instead of the config's")
     args = parser.parse_args(argv)
     cli.setup_logging()
-    spark = get_spark("lakelm-demo")
     lake = args.lake
     corpora = sorted(Path(args.input_dir).glob("*.jsonl"))
     if not corpora:
         log.error("no *.jsonl files in %s", args.input_dir)
         return cli.EXIT_USAGE
+    for flag, value in (("--max-docs", args.max_docs), ("--max-steps", args.max_steps)):
+        if value is not None and value < 1:
+            log.error("%s must be >= 1, got %d", flag, value)
+            return cli.EXIT_USAGE
+    if args.max_docs:
+        corpora = _trimmed_corpora(corpora, args.max_docs, Path(lake) / "_input")
+    spark = get_spark("lakelm-demo")
     for path in corpora:
         _stage(f"ingest {path.name}", ingest.main,
                ["--input", str(path), "--format", "jsonl", "--lake", lake, "--source", path.stem])
     _stage("curate", curate.main, ["--lake", lake, "--config", str(CONFIG_DIR / "demo_curation.json")])
-    _stage("dedup", dedup.main, ["--lake", lake, "--clusters", str(Path(lake) / "clusters")])
+    _stage("dedup", dedup.main, ["--lake", lake, "--clusters", lake_table(lake, "clusters")])
     _stage("stats", stats.main, ["--lake", lake])
     tok_dir = str(Path(lake) / "_artifacts" / "tokenizer")
     _stage("build_dataset", build_dataset.main,
            ["--lake", lake, "--tokenizer-out", tok_dir, "--vocab-size", "4096", "--block-size", "128",
-            "--val-fraction", "0.05"])
+            "--val-fraction", "0.05", "--stratify-by", "source,lang"])
     artifact = Path(lake) / "_artifacts" / f"gpt-{time.strftime('%Y%m%dT%H%M%S')}"
-    _stage("train", train.main, ["--lake", lake, "--out", str(artifact), "--config", str(CONFIG_DIR / "demo_train.json")])
+    steps = ["--max-steps", str(args.max_steps)] if args.max_steps else []
+    _stage("train", train.main, ["--lake", lake, "--out", str(artifact), "--config", str(CONFIG_DIR / "demo_train.json"),
+                                 *steps])
     _stage("score", score.main, ["--lake", lake, "--input", str(Path(lake) / "gold"), "--model", str(artifact),
                                  "--task", "score"])
     summarize(spark, lake)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -54,6 +55,86 @@ def _latest_run(spark, lake, job):
     if not _exists(spark, runs):
         return None
     return read_runs(spark, runs, job=job).filter("status = 'succeeded'").first()
+
+
+VAL_DOCS_PER_SOURCE = 64  # documents per (source, split) the per-source loss evaluates (driver-side, bounded)
+VAL_TOKENS_PER_SOURCE = 32_768  # tokens per (source, split) evaluated: seconds on a CPU for the demo's model
+
+
+def _first_last_val(metrics_path: str | None):
+    """(first, last) ``kind == "val"`` records of a training run's metrics.jsonl, or None."""
+    if not metrics_path or not os.path.exists(metrics_path):
+        return None
+    with open(metrics_path, encoding="utf-8") as fh:
+        vals = [r for r in map(json.loads, filter(str.strip, fh)) if r.get("kind") == "val"]
+    return (vals[0], vals[-1]) if vals else None
+
+
+def loss_by_source(spark, art, max_docs: int = VAL_DOCS_PER_SOURCE, max_tokens: int = VAL_TOKENS_PER_SOURCE):
+    """Loss of a trained artifact per source on the val (and, for comparison, train) documents it was built with.
+
+    The documents are those of the dataset in the artifact's lineage: its input table at the recorded
+    version, split again with the recorded rule (`jobs.splits.split_column`). Per (source, split), up
+    to ``max_docs`` documents in the packer's order are tokenised on the driver and scored by
+    `model.evaluation.loss_by_group` (at most ``max_tokens`` tokens each).
+
+    Returns:
+        ``[{"source", "split", "docs" (in the split), "docs_scored", "tokens", "loss"}]`` sorted by
+        source then split, or None when the lineage has no split rule (a dataset built before it was
+        recorded).
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from jobs.splits import split_column
+    from model.evaluation import loss_by_group
+    from udfs import columns as C
+
+    meta = art.metadata.get("lineage", {}).get("dataset", {})
+    rule = meta.get("split")
+    if not rule or "input" not in meta:
+        return None
+    gold = spark.read.format("delta").option("versionAsOf", meta["input_version"]).load(meta["input"])
+    source = F.col(C.SOURCE) if C.SOURCE in gold.columns else F.lit("(all)")
+    docs = gold.select(F.coalesce(source.cast("string"), F.lit("(none)")).alias("src"), C.DOC_ID, C.TEXT,
+                       split_column(rule).alias("split"),
+                       F.xxhash64(F.lit(rule["seed"]), F.lit("order"), C.DOC_ID).alias("order_key"))
+    totals = {(r.src, r.split): r["count"] for r in docs.groupBy("src", "split").count().collect()}
+    ranked = docs.withColumn("r", F.row_number().over(Window.partitionBy("src", "split").orderBy("order_key", C.DOC_ID)))
+    groups: dict[str, list] = {}
+    for r in ranked.filter(F.col("r") <= max_docs).orderBy("src", "split", "r").select("src", "split", C.TEXT).collect():
+        if r[C.TEXT]:
+            groups.setdefault(f"{r.src}\x1f{r.split}", []).append(art.tokenizer.encode(r[C.TEXT], add_eos=True))
+    losses = loss_by_group(art.model, groups, max_tokens_per_group=max_tokens)
+    rows = []
+    for (src, split), n in sorted(totals.items()):
+        got = losses.get(f"{src}\x1f{split}", {"loss": float("nan"), "tokens": 0.0, "docs": 0.0})
+        rows.append({"source": src, "split": split, "docs": n, "docs_scored": int(got["docs"]),
+                     "tokens": int(got["tokens"]), "loss": got["loss"]})
+    return rows
+
+
+def _nats(x: float) -> str:
+    """A loss with 3 decimals; "-" when nothing was scored (NaN)."""
+    return "-" if math.isnan(x) else f"{x:.3f}"
+
+
+def _loss_by_source_md(rows) -> list[str]:
+    """Markdown for `loss_by_source`: one row per source, val then train, plus the token-weighted val mean."""
+    by = {(r["source"], r["split"]): r for r in rows}
+    md = ["### Loss per source", "",
+          (f"The trained model on each source's documents (nats/token; up to {VAL_DOCS_PER_SOURCE} documents and "
+           f"{VAL_TOKENS_PER_SOURCE} tokens per source and split, packed like the training windows)."), "",
+          "| source | val docs | val tokens scored | val loss | train docs scored | train loss |", "|---|---|---|---|---|---|"]
+    for src in sorted({r["source"] for r in rows}):
+        v = by.get((src, "val"), {"docs": 0, "tokens": 0, "loss": float("nan")})
+        t = by.get((src, "train"), {"docs_scored": 0, "loss": float("nan")})
+        md.append(f"| {src} | {v['docs']} | {v['tokens']} | {_nats(v['loss'])} | {t['docs_scored']} | {_nats(t['loss'])} |")
+    val = [r for r in rows if r["split"] == "val" and r["tokens"]]
+    if val:
+        mean = sum(r["loss"] * r["tokens"] for r in val) / sum(r["tokens"] for r in val)
+        md += ["", f"All val documents scored: {mean:.3f} nats/token over {sum(r['tokens'] for r in val)} tokens."]
+    return md
 
 
 def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
@@ -147,9 +228,17 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
     if run is not None:
         extra = json.loads(run.extra)
         metrics = extra.get("metrics", {})
+        val_loss, val_bpb = metrics.get("val_loss"), metrics.get("val_bpb")
         md += [(f"Artifact `{extra.get('artifact')}` (hash `{extra.get('model_hash', '')[:16]}...`): "
-               f"{metrics.get('step')} steps, {metrics.get('n_params')} parameters, val loss "
-               f"{metrics.get('val_loss'):.3f} nats/token, {metrics.get('val_bpb'):.3f} bits/byte.")]
+               f"{metrics.get('step')} steps, {metrics.get('n_params')} parameters, train loss "
+               f"{metrics.get('train_loss') or float('nan'):.3f}, val loss "
+               + (f"{val_loss:.3f} nats/token, {val_bpb:.3f} bits/byte." if val_loss is not None
+                  else "none (the dataset has no val split)."))]
+        first_last = _first_last_val(extra.get("metrics.jsonl"))
+        if first_last:
+            first, last = first_last
+            md += ["", (f"Val loss {first['loss']:.3f} at step {first['step']} -> {last['loss']:.3f} at step "
+                        f"{last['step']} (the trainer's evaluation: its first eval_steps batches of val windows).")]
         curve = extra.get("loss_curve.png")
         if curve and os.path.exists(curve):
             shutil.copy(curve, Path(out, "loss_curve.png"))
@@ -157,6 +246,17 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
         artifact = artifact or extra.get("artifact")
     else:
         md += ["train has not run yet."]
+    art = None
+    if artifact and os.path.exists(artifact):
+        import torch
+
+        from model.artifact import load_artifact
+
+        torch.set_num_threads(1)
+        art = load_artifact(artifact)
+        rows = loss_by_source(spark, art)
+        md += [""] + (_loss_by_source_md(rows) if rows else
+                      ["The model's dataset metadata has no split rule: no loss per source."])
     md += [""]
 
     # --- scores
@@ -195,13 +295,9 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
 
     # --- samples
     md += ["## Generated samples", ""]
-    if artifact and os.path.exists(artifact):
+    if art is not None:
         import torch
 
-        from model.artifact import load_artifact
-
-        torch.set_num_threads(1)
-        art = load_artifact(artifact)
         for prompt in ("The ", "It is a truth", "In the year"):
             idx = torch.tensor([art.tokenizer.encode(prompt)], dtype=torch.long)
             out_ids = art.model.generate(idx, max_new_tokens=40, temperature=0.8, top_k=50, seed=0,
