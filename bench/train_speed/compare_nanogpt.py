@@ -1,25 +1,40 @@
-"""Our trainer vs nanoGPT's ``train.py`` on the CPU baby-GPT recipe, run alternately on one machine.
+"""Our trainer vs nanoGPT's ``train.py`` on the CPU baby-GPT recipe, like for like, run alternately on one machine.
 
-    python bench/train_speed/compare_nanogpt.py --nanogpt-dir /tmp/nanogpt --out /tmp/cmp \\
-        [--speed-iters 300] [--speed-rounds 2] [--quality-iters 2000] [--variants auto,fp32]
+    python bench/train_speed/compare_nanogpt.py --nanogpt-dir /work/nanoGPT --out /tmp/cmp \\
+        [--speed-iters 300] [--speed-rounds 3] [--quality-iters 2000] [--precisions fp32,bf16] [--raw PATH]
 
 ``--nanogpt-dir`` is an unmodified checkout of karpathy/nanoGPT kept outside this repository (nothing
 of it is copied here; it is only run). Its ``data/shakespeare_char`` is prepared with its own
 ``prepare.py`` after copying our local ``input.txt`` there, so nothing is downloaded.
 
-Every run is a fresh process with ``OMP_NUM_THREADS=1`` (ours also calls ``torch.set_num_threads(1)``).
+Pairs, each nanoGPT run against ours in the same precision (``--precisions``):
 
-1. Speed, ``--speed-rounds`` rounds of nanoGPT then ours once per ``--variants`` precision
-   (``ours_auto``, ``ours_fp32``...), ``--speed-iters`` iterations each. nanoGPT: mean of its printed
-   per-iteration times, leaving out iterations < 10 and those that ran an evaluation (iter % 250 == 0).
-   Ours: ``train_ms_per_step`` from ``bench.json`` (log intervals without evaluation, first one left out).
-2. Quality at equal wall clock: nanoGPT for ``--quality-iters`` iterations (checkpoint saved at the
-   last evaluation); its training-loop time (sum of its per-iteration times, evaluations and checkpoint
-   saves included) is the budget. Each variant of ours runs ``--quality-iters`` steps, then N steps with
-   ``max_steps = lr_decay_steps = N`` where N fits the budget at the speed of that same-steps run.
-   All final models are scored by ``full_val.py`` on the whole val split.
+- ``fp32`` (the headline): nanoGPT as it runs on CPU (its ``ctx`` is ``nullcontext()`` on CPU whatever
+  ``--dtype`` says, so it trains in fp32) vs ours with ``--precision fp32``.
+- ``bf16`` (a separate row): nanoGPT given bf16 autocast on CPU by ``nanogpt_cpu_bf16.py``, a config
+  overlay its configurator exec()s in train.py's globals, which rebinds the name ``nullcontext`` there
+  so ``ctx`` becomes ``torch.autocast("cpu", bfloat16)`` (plus ``--dtype=bfloat16``; the run is refused
+  unless its log shows the overlay's marker line), vs ours with ``--precision bf16``. Both autocast
+  the forward pass and evaluation only, with fp32 weights and optimizer state.
 
-Writes ``OUT/compare.json`` and prints a summary.
+Threads: every run is a fresh process with ``OMP_NUM_THREADS=MKL_NUM_THREADS=--threads``; ours calls
+``torch.set_num_threads(--threads)``, nanoGPT gets the same call from the ``nanogpt_threads.py`` overlay.
+
+1. Speed: ``--speed-rounds`` rounds; each round runs, per precision, nanoGPT then ours for
+   ``--speed-iters`` iterations. Per run, both sides: mean ms per training iteration over iterations
+   >= 10 that ran no evaluation (nanoGPT: its printed per-iteration times, leaving out iter % 250 == 0;
+   ours: ``train_ms_per_step`` from ``bench.json``, 10-step log intervals, leaving out the first and any
+   holding an evaluation). Across rounds: the **median** on both sides; ratio = nanoGPT / ours (> 1 =
+   ours faster).
+2. Quality, per precision, both runs to the end and both scored with one metric: mean loss on the
+   **whole** validation split (every non-overlapping 65-char window, ``full_val.full_val_loss``, fp32,
+   the same code for both models). (a) same steps: nanoGPT and ours ``--quality-iters`` steps each;
+   (b) equal wall clock: ours again with ``max_steps = lr_decay_steps = N``, N chosen so its run fits
+   nanoGPT's training-loop time (sum of its per-iteration times, evaluations and checkpoint saves
+   included) at the speed of ours' same-steps run.
+
+Writes ``OUT/compare.json`` as it goes (per-run logs and ``bench.json`` under OUT) and the raw
+results to ``--raw`` (default ``bench/train_speed/raw/compare_nanogpt-<UTC>.json``).
 """
 
 from __future__ import annotations
@@ -39,146 +54,195 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from benchlib import default_raw_path, median, pin_threads, write_raw
+
 DEFAULT_INPUT = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare" / "input.txt"
 NANOGPT_ARGS = [
     "config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--eval_iters=20", "--log_interval=1",
     "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4", "--n_embd=128", "--lr_decay_iters=2000",
     "--dropout=0.0",
 ]  # fmt: skip
-TOKENS_PER_ITER = 12 * 64
+THREADS_OVERLAY = HERE / "nanogpt_threads.py"
+BF16_OVERLAY = HERE / "nanogpt_cpu_bf16.py"
+BF16_MARKER = "lakelm-bench: nanoGPT ctx = torch.autocast('cpu', bfloat16)"  # printed by BF16_OVERLAY
 ITER_RE = re.compile(r"^iter (\d+): loss ([\d.]+), time ([\d.]+)ms")
 STEP_RE = re.compile(r"^step (\d+): train loss ([\d.]+), val loss ([\d.]+)")
 
 
-def env1() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+def env_threads(threads: int) -> dict[str, str]:
+    t = str(threads)
+    return {**os.environ, "OMP_NUM_THREADS": t, "MKL_NUM_THREADS": t, "LAKELM_BENCH_THREADS": t}
 
 
-def prepare_nanogpt(nanogpt: Path, input_txt: Path) -> None:
+def prepare_nanogpt(nanogpt: Path, input_txt: Path, threads: int) -> None:
     """Run nanoGPT's own shakespeare_char/prepare.py on our local copy of input.txt (no download)."""
     d = nanogpt / "data" / "shakespeare_char"
     if (d / "train.bin").exists() and (d / "val.bin").exists() and (d / "meta.pkl").exists():
         return
     if not (d / "input.txt").exists():
         shutil.copyfile(input_txt, d / "input.txt")
-    subprocess.run([sys.executable, "prepare.py"], cwd=d, env=env1(), check=True)
+    subprocess.run([sys.executable, "prepare.py"], cwd=d, env=env_threads(threads), check=True)
 
 
 def loadavg() -> list[float]:
-    """1, 5 and 15 minute load averages (the machine is shared; recorded with every run)."""
+    """1, 5 and 15 minute load averages (recorded with every run)."""
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def run_nanogpt(nanogpt: Path, out: Path, iters: int, save: bool) -> dict:
-    """One nanoGPT run; returns its per-iteration times, evaluations and wall time."""
-    cmd = [sys.executable, "train.py", *NANOGPT_ARGS, f"--max_iters={iters}", f"--out_dir={out}"]
+def run_nanogpt(nanogpt: Path, out: Path, iters: int, precision: str, threads: int, save: bool) -> dict:
+    """One nanoGPT run in ``precision`` (fp32 | bf16); returns its per-iteration times, evaluations and wall time."""
+    cmd = [sys.executable, "train.py", *NANOGPT_ARGS, str(THREADS_OVERLAY)]
+    if precision == "bf16":
+        cmd += [str(BF16_OVERLAY), "--dtype=bfloat16"]
+    elif precision != "fp32":
+        raise SystemExit(f"precision must be fp32 or bf16, got {precision}")
+    cmd += [f"--max_iters={iters}", f"--out_dir={out}"]
     if save:
         cmd.append("--always_save_checkpoint=True")
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, check=False, cwd=nanogpt, env=env1(), capture_output=True, text=True)
+    proc = subprocess.run(cmd, check=False, cwd=nanogpt, env=env_threads(threads), capture_output=True, text=True)
     wall = time.monotonic() - t0
     out.mkdir(parents=True, exist_ok=True)
     (out / "stdout.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode:
         raise RuntimeError(f"nanoGPT failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    iters_ms = {int(m[1]): float(m[3]) for m in map(ITER_RE.match, proc.stdout.splitlines()) if m}
-    evals = {int(m[1]): float(m[3]) for m in map(STEP_RE.match, proc.stdout.splitlines()) if m}
+    lines = proc.stdout.splitlines()
+    if precision == "bf16" and BF16_MARKER not in lines:
+        raise RuntimeError(f"nanoGPT bf16 run without the autocast marker: the overlay did not take; see {out}/stdout.log")
+    iters_ms = {int(m[1]): float(m[3]) for m in map(ITER_RE.match, lines) if m}
+    evals = {int(m[1]): float(m[3]) for m in map(STEP_RE.match, lines) if m}
     clean = [t for i, t in iters_ms.items() if i >= 10 and i % 250 != 0]
     return {
+        "precision": precision,
         "loadavg_after": loadavg(),
         "cmd": " ".join(cmd[1:]),
         "process_wall_s": wall,
         "loop_s_to_iter": sum(t for i, t in iters_ms.items() if i < iters) / 1000,  # iters 0..iters-1 incl. evals
-        "train_ms_per_iter": statistics.fmean(clean),
-        "train_ms_median": statistics.median(clean),
+        "train_ms_per_iter": statistics.fmean(clean),  # mean over iterations >= 10 without an evaluation
+        "train_ms_median_iter": statistics.median(clean),
         "iters_timed": len(clean),
-        "val_curve": evals,
-        "val_loss_logged": evals.get(iters),
+        "val_curve_logged": evals,  # nanoGPT's own 20-random-batch estimate, for the record only
     }
 
 
-def run_ours(out: Path, input_txt: Path, steps: int, decay: int, extra: list[str]) -> dict:
+def run_ours(out: Path, input_txt: Path, steps: int, decay: int, precision: str, threads: int) -> dict:
     """One run of bench_shakespeare_char.py; returns its bench.json plus the process wall time."""
     cmd = [
         sys.executable, str(HERE / "bench_shakespeare_char.py"), "--input", str(input_txt), "--out", str(out),
-        "--max-steps", str(steps), "--lr-decay-steps", str(decay), "--threads", "1", "--no-progress", *extra,
+        "--max-steps", str(steps), "--lr-decay-steps", str(decay), "--threads", str(threads), "--no-progress",
+        "--precision", precision,
     ]  # fmt: skip
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, check=False, env=env1(), capture_output=True, text=True)
+    proc = subprocess.run(cmd, check=False, env=env_threads(threads), capture_output=True, text=True)
     wall = time.monotonic() - t0
     out.mkdir(parents=True, exist_ok=True)
     (out / "stdout.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode:
         raise RuntimeError(f"our trainer failed ({proc.returncode}): {proc.stderr[-2000:]}")
     report = json.loads((out / "bench.json").read_text())
+    if report["precision"] != precision:
+        raise RuntimeError(f"our trainer ran in {report['precision']}, asked for {precision}")
     cmd_s = " ".join(Path(c).name if c == sys.executable else c for c in cmd)
     return {"loadavg_after": loadavg(), "cmd": cmd_s, "process_wall_s": wall, **report}
+
+
+def nanogpt_full_val(ckpt: Path, input_txt: Path) -> tuple[float, int]:
+    """Whole-val-split loss of a nanoGPT checkpoint, with the same code that scores ours."""
+    sys.path.insert(0, str(HERE))
+    from full_val import full_val_loss, load_nanogpt
+
+    text = input_txt.read_text(encoding="utf-8")
+    stoi = {c: i for i, c in enumerate(sorted(set(text)))}
+    ids = np.array([stoi[c] for c in text], dtype=np.uint16)
+    return full_val_loss(load_nanogpt(ckpt), ids[int(0.9 * len(ids)) :])
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nanogpt-dir", required=True, type=Path, help="a karpathy/nanoGPT checkout (outside the repo)")
     p.add_argument("--out", required=True, type=Path, help="new or empty folder for all runs")
+    p.add_argument("--raw", help="raw JSON output (default bench/train_speed/raw/compare_nanogpt-<UTC>.json)")
     p.add_argument("--input", default=DEFAULT_INPUT, type=Path)
     p.add_argument("--speed-iters", type=int, default=300)
-    p.add_argument("--speed-rounds", type=int, default=2)
+    p.add_argument("--speed-rounds", type=int, default=3, help="rounds per precision (median reported)")
     p.add_argument("--quality-iters", type=int, default=2000, help="0 skips the quality runs")
-    p.add_argument("--variants", default="auto,fp32", help="comma-separated TrainConfig.precision values of ours")
+    p.add_argument("--precisions", default="fp32,bf16", help="pairs to run: fp32 (headline) and/or bf16")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run, both sides")
     args = p.parse_args(argv)
+    precisions = [x for x in args.precisions.split(",") if x]
+    if set(precisions) - {"fp32", "bf16"} or not precisions:
+        raise SystemExit(f"--precisions takes fp32 and/or bf16, got {args.precisions!r}")
+    if args.quality_iters % 250:
+        raise SystemExit("--quality-iters must be a multiple of 250 (nanoGPT saves its checkpoint at an evaluation)")
     if args.out.exists() and any(args.out.iterdir()):
         raise SystemExit(f"{args.out} is not empty")
+    if not (args.nanogpt_dir / "train.py").exists():
+        raise SystemExit(f"{args.nanogpt_dir} is not a nanoGPT checkout (no train.py); see bench/README.md")
+    pin_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     nanogpt, out = args.nanogpt_dir.resolve(), args.out.resolve()
-    prepare_nanogpt(nanogpt, args.input)
-    variants = {f"ours_{v}": ["--precision", v] for v in args.variants.split(",")}
-    res: dict = {"speed": {"nanogpt": []} | {k: [] for k in variants}, "quality": {}}
+    prepare_nanogpt(nanogpt, args.input, args.threads)
+    commit = subprocess.run(["git", "-C", str(nanogpt), "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=False).stdout.strip() or None
+    res: dict = {"bench": "train_speed/compare_nanogpt", "nanogpt_commit": commit, "threads": args.threads,
+                 "speed_iters": args.speed_iters, "speed_rounds": args.speed_rounds,
+                 "quality_iters": args.quality_iters, "speed": {}, "quality": {}, "summary": {}}
+    for prec in precisions:
+        res["speed"][prec] = {"nanogpt": [], "ours": []}
 
     def save() -> None:
         (out / "compare.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
 
     n = args.speed_iters
     for r in range(args.speed_rounds):
-        res["speed"]["nanogpt"].append(run_nanogpt(nanogpt, out / f"speed{r}_nanogpt", n, save=False))
-        print(f"round {r} nanogpt {res['speed']['nanogpt'][-1]['train_ms_per_iter']:.2f} ms/iter", flush=True)
-        for name, extra in variants.items():
-            res["speed"][name].append(run_ours(out / f"speed{r}_{name}", args.input, n, 2000, extra))
-            print(f"round {r} {name} {res['speed'][name][-1]['train_ms_per_step']:.2f} ms/step", flush=True)
-        save()
-    ng_ms = [x["train_ms_per_iter"] for x in res["speed"]["nanogpt"]]
-    for name in variants:
-        ours_ms = [x["train_ms_per_step"] for x in res["speed"][name]]
-        res["speed"][f"{name}_speedup"] = {
-            "per_round": [a / b for a, b in zip(ng_ms, ours_ms)],  # nanoGPT ms / ours ms: > 1 = ours faster
-            "of_means": statistics.fmean(ng_ms) / statistics.fmean(ours_ms),
+        for prec in precisions:
+            ng = run_nanogpt(nanogpt, out / f"speed{r}_nanogpt_{prec}", n, prec, args.threads, save=False)
+            res["speed"][prec]["nanogpt"].append(ng)
+            ours = run_ours(out / f"speed{r}_ours_{prec}", args.input, n, 2000, prec, args.threads)
+            res["speed"][prec]["ours"].append(ours)
+            print(f"round {r} {prec}: nanoGPT {ng['train_ms_per_iter']:.2f} ms/iter, "
+                  f"ours {ours['train_ms_per_step']:.2f} ms/step", flush=True)
+            save()
+    for prec in precisions:
+        ng_ms = [x["train_ms_per_iter"] for x in res["speed"][prec]["nanogpt"]]
+        ours_ms = [x["train_ms_per_step"] for x in res["speed"][prec]["ours"]]
+        res["summary"][f"speed_{prec}"] = {
+            "nanogpt_ms_runs": ng_ms, "ours_ms_runs": ours_ms,
+            "nanogpt_ms_median": median(ng_ms), "ours_ms_median": median(ours_ms),
+            "speedup": median(ng_ms) / median(ours_ms),  # > 1 = ours faster; fp32 is the headline
         }
     save()
 
     q = args.quality_iters
-    if q:
-        ng = run_nanogpt(nanogpt, out / "quality_nanogpt", q, save=True)
-        res["quality"]["nanogpt"] = ng
+    for prec in precisions if q else []:
+        ng = run_nanogpt(nanogpt, out / f"quality_nanogpt_{prec}", q, prec, args.threads, save=True)
+        ng["full_val_loss"], ng["full_val_tokens"] = nanogpt_full_val(out / f"quality_nanogpt_{prec}" / "ckpt.pt", args.input)
+        ng["full_val_bpb"] = ng["full_val_loss"] / math.log(2)
         budget = ng["loop_s_to_iter"]
-        print(f"nanogpt {q} iters: {budget:.1f} s training loop", flush=True)
-        for name, extra in variants.items():
-            same = run_ours(out / f"quality_{name}_same_steps", args.input, q, q, extra)
-            res["quality"][f"{name}_same_steps"] = same
-            save()
-            n_steps = max(101, math.floor(q * budget / same["wall_s"]))
-            wall_run = run_ours(out / f"quality_{name}_same_wall", args.input, n_steps, n_steps, extra)
-            res["quality"][f"{name}_same_wall"] = wall_run
-            print(f"{name}: {n_steps} steps in {wall_run['wall_s']:.1f} s", flush=True)
-            save()
-        sys.path.insert(0, str(HERE))
-        from full_val import full_val_loss, load_nanogpt
-
-        text = args.input.read_text(encoding="utf-8")
-        stoi = {c: i for i, c in enumerate(sorted(set(text)))}
-        ids = np.array([stoi[c] for c in text], dtype=np.uint16)
-        loss, ntok = full_val_loss(load_nanogpt(out / "quality_nanogpt" / "ckpt.pt"), ids[int(0.9 * len(ids)) :])
-        ng["full_val_loss"], ng["full_val_bpb"], ng["full_val_tokens"] = loss, loss / math.log(2), ntok
-        ng["budget_s"] = budget
+        res["quality"][f"nanogpt_{prec}"] = ng
+        print(f"nanoGPT {prec} {q} iters: {budget:.1f} s training loop, whole-val loss {ng['full_val_loss']:.4f}", flush=True)
         save()
-    print(json.dumps(res, indent=2, default=str)[:4000])
+        same = run_ours(out / f"quality_ours_{prec}_same_steps", args.input, q, q, prec, args.threads)
+        res["quality"][f"ours_{prec}_same_steps"] = same
+        save()
+        n_steps = max(101, math.floor(q * budget / same["wall_s"]))
+        wall_run = run_ours(out / f"quality_ours_{prec}_same_wall", args.input, n_steps, n_steps, prec, args.threads)
+        res["quality"][f"ours_{prec}_same_wall"] = wall_run
+        print(f"ours {prec}: {q} steps -> {same['full_val_loss']:.4f}; {n_steps} steps in {wall_run['wall_s']:.1f} s "
+              f"-> {wall_run['full_val_loss']:.4f}", flush=True)
+        res["summary"][f"quality_{prec}"] = {
+            "metric": "mean loss over the whole val split, nats/char (full_val.full_val_loss)",
+            "nanogpt_steps": q, "nanogpt_loop_s": budget, "nanogpt_full_val_loss": ng["full_val_loss"],
+            "ours_same_steps_full_val_loss": same["full_val_loss"], "ours_same_steps_wall_s": same["wall_s"],
+            "ours_same_wall_steps": n_steps, "ours_same_wall_wall_s": wall_run["wall_s"],
+            "ours_same_wall_full_val_loss": wall_run["full_val_loss"],
+            "delta_same_steps": same["full_val_loss"] - ng["full_val_loss"],  # < 0 = ours lower
+            "delta_same_wall": wall_run["full_val_loss"] - ng["full_val_loss"],
+        }
+        save()
+    print(json.dumps(res["summary"], indent=2))
+    write_raw(args.raw or default_raw_path("train_speed", "compare_nanogpt"), res)
     return res
 
 

@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--nanogpt-ckpt", action="append", default=[])
     p.add_argument("--ours-ckpt", action="append", default=[])
     p.add_argument("--ours-config", action="append", default=[], help="model_config.json, one per --ours-ckpt")
+    p.add_argument("--raw", help="also write the losses as JSON here")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     text = Path(args.input).read_text(encoding="utf-8")
@@ -89,6 +90,13 @@ def main(argv: list[str] | None = None) -> dict:
         loss, n = full_val_loss(model, val)
         out[name] = {"loss": loss, "bpb": loss / math.log(2), "tokens": n}
         print(f"{name}: val loss {loss:.4f} nats/char = {loss / math.log(2):.4f} bits/byte over {n} chars")
+    if args.raw:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from benchlib import write_raw
+
+        write_raw(args.raw, {"bench": "train_speed/full_val", "input": args.input, "models": out})
     return out
 
 
