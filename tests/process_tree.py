@@ -2,7 +2,8 @@
 
 Linux only (reads ``/proc``). A Spark Python worker is a process forked by ``pyspark.daemon``: its
 command line is the daemon's (``python -m pyspark.daemon pyspark.worker``) and its parent is the
-daemon. A worker whose CPU time grows is inside a task (an idle reused worker sleeps on its socket).
+daemon. A worker that is running (state ``R``) or whose CPU time grows is inside a task (an idle
+reused worker sleeps on its socket).
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from pathlib import Path
 DAEMON_MARK = "pyspark.daemon"
 
 
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, user + system CPU ticks) of ``pid``, or None if it is gone."""
+def _stat(pid: int) -> tuple[int, int, str] | None:
+    """(parent pid, user + system CPU ticks, state letter) of ``pid``, or None if it is gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
-    return int(fields[1]), int(fields[11]) + int(fields[12])
+    return int(fields[1]), int(fields[11]) + int(fields[12]), fields[0]
 
 
 def _cmdline(pid: int) -> str:
@@ -61,7 +62,7 @@ def _has_library(pid: int, name: str) -> bool:
 
 
 def kill_busy_worker(proc: subprocess.Popen, *, needs_library: str | None = None, timeout: float = 240.0,
-                     sample_s: float = 0.1) -> int | None:
+                     sample_s: float = 0.02) -> int | None:
     """SIGKILL one Python worker of ``proc``'s job while it is running a task.
 
     Args:
@@ -69,7 +70,8 @@ def kill_busy_worker(proc: subprocess.Popen, *, needs_library: str | None = None
         needs_library: kill only a worker that has loaded this shared library (e.g. ``libtorch``:
             the worker is inside the scoring UDF, past the model load).
         timeout: seconds to wait for such a worker.
-        sample_s: seconds between the two CPU-time samples that tell a busy worker from an idle one.
+        sample_s: seconds between the two samples (state, CPU time) that tell a busy worker from an
+            idle one.
 
     Returns:
         The killed worker's pid, or None if the job ended (or the timeout passed) before one was found.
@@ -77,11 +79,11 @@ def kill_busy_worker(proc: subprocess.Popen, *, needs_library: str | None = None
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
         workers = [w for w in python_workers(proc.pid) if needs_library is None or _has_library(w, needs_library)]
-        before = {w: st[1] for w in workers if (st := _stat(w)) is not None}
+        before = {w: st for w in workers if (st := _stat(w)) is not None}
         time.sleep(sample_s)
-        for pid, ticks in before.items():
+        for pid, (_, ticks, state) in before.items():
             st = _stat(pid)
-            if st is not None and st[1] > ticks and proc.poll() is None:
+            if st is not None and (st[1] > ticks or "R" in (state, st[2])) and proc.poll() is None:
                 os.kill(pid, signal.SIGKILL)
                 return pid
     return None

@@ -2,10 +2,10 @@
 
 Set ``LAKELM_FAULT_KILL_PARTITION=<n>`` in the environment of a job and the UDFs that call
 `maybe_kill_worker` SIGKILL their own process on the first attempt of partition ``n``
-(``TaskContext.attemptNumber() == 0``). Spark then retries the task (with
-``spark.task.maxFailures`` > 1, e.g. ``--master local[2,3]``), so the job must still finish with
-the same output. ``LAKELM_FAULT_MARKER_DIR`` (optional) receives one file per injected kill, so a
-test can prove the fault really happened. Without the variable this is a no-op.
+(``TaskContext.attemptNumber() == 0``). Spark then retries the task (the default master,
+``local[*,4]``, gives each task 4 attempts; a cluster has ``spark.task.maxFailures``), so the job
+must still finish with the same output. ``LAKELM_FAULT_MARKER_DIR`` (optional) receives one file
+per injected kill, so a test can prove the fault really happened. Without the variable this is a no-op.
 
 The HTTP service (``jobs/serve.py``) calls `maybe_fault_request` with each request body before
 answering it, on its worker thread. ``LAKELM_FAULT_SERVE_RAISE=<marker>``: a body that contains

@@ -12,7 +12,8 @@ from collections import Counter
 import pytest
 
 from tests.conftest import DATA, REPO
-from tests.spark.test_submit_and_cluster import _env, spark_submit
+from tests.process_tree import kill_busy_worker
+from tests.spark.test_submit_and_cluster import BIN, _env, spark_submit
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -22,21 +23,56 @@ def _content_hash(spark, path, cols):
     return len(rows), hashlib.sha256(json.dumps([list(r) for r in rows], default=str).encode()).hexdigest()
 
 
+def _run_and_kill_a_worker(cmd: list[str], tmp_path, name: str, env: dict | None = None,
+                           needs_library: str | None = None, timeout: int = 300):
+    """Run a job, SIGKILL one of its Python workers from outside while it runs a task (found by pid
+    under the job's process tree), and wait for the job. Returns (exit code, stdout, stderr, killed pid)."""
+    out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+    with open(out, "w") as fo, open(err, "w") as fe:
+        proc = subprocess.Popen(cmd, cwd=REPO, env={**_env(), **(env or {})}, stdout=fo, stderr=fe)
+        try:
+            killed = kill_busy_worker(proc, needs_library=needs_library)
+            rc = proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return rc, out.read_text(), err.read_text(), killed
+
+
+def _lost_tasks(stderr: str) -> int:
+    """Tasks Spark reports lost to a crashed Python worker (each one was retried or failed the job)."""
+    return sum("Lost task" in line and "Python worker exited unexpectedly" in line for line in stderr.splitlines())
+
+
 def test_curate_survives_a_killed_python_worker(spark, tmp_path):
-    rows = [(r["id"], r["text"]) for r in map(json.loads, (DATA / "cc2019_slice.jsonl").read_text().splitlines())]
+    """On the default master (no --master): a worker killed by the fault switch (spark-submit, as the
+    README runs it) and one killed from outside (python -m jobs.curate): same tables as a clean run."""
+    base = [(r["id"], r["text"]) for r in map(json.loads, (DATA / "cc2019_slice.jsonl").read_text().splitlines())]
+    rows = [(f"{i}-{k}", t) for k in range(8) for i, t in base]  # long enough to catch a worker mid-task
     bronze = str(tmp_path / "bronze")
-    spark.createDataFrame(rows, "doc_id string, text string").repartition(3).write.format("delta").save(bronze)
+    spark.createDataFrame(rows, "doc_id string, text string").repartition(4).write.format("delta").save(bronze)
     markers = tmp_path / "markers"
     results = {}
-    for name, env in (("clean", {}), ("faulty", {"LAKELM_FAULT_KILL_PARTITION": "1",
-                                                 "LAKELM_FAULT_MARKER_DIR": str(markers)})):
+    for name, env in (("clean", {}), ("switch", {"LAKELM_FAULT_KILL_PARTITION": "1",
+                                                  "LAKELM_FAULT_MARKER_DIR": str(markers)})):
         lake = tmp_path / name
-        proc = spark_submit("local[2,3]", "jobs/curate.py", "--input", bronze, "--lake", str(lake), env=env)
+        proc = spark_submit(None, "jobs/curate.py", "--input", bronze, "--lake", str(lake), env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
+        if name == "switch":
+            assert _lost_tasks(proc.stderr) >= 1, proc.stderr[-3000:]
         results[name] = (_content_hash(spark, lake / "silver", ["doc_id", "text"]),
                          _content_hash(spark, lake / "rejected", ["doc_id", "drop_reason"]))
-    assert len(list(markers.iterdir())) >= 1  # the worker really was killed
-    assert results["faulty"] == results["clean"]
+    assert len(list(markers.iterdir())) >= 1  # the switch really fired
+
+    lake = tmp_path / "outside"
+    rc, _, err, killed = _run_and_kill_a_worker(
+        [sys.executable, "-m", "jobs.curate", "--input", bronze, "--lake", str(lake)], tmp_path, "outside")
+    assert killed is not None, "no busy Python worker found under the job"
+    assert rc == 0, err[-3000:]
+    assert _lost_tasks(err) >= 1, err[-3000:]  # the kill hit a running task, which Spark retried
+    results["outside"] = (_content_hash(spark, lake / "silver", ["doc_id", "text"]),
+                          _content_hash(spark, lake / "rejected", ["doc_id", "drop_reason"]))
+    assert results["switch"] == results["clean"] == results["outside"]
     n_silver, n_rejected = results["clean"][0][0], results["clean"][1][0]
     assert n_silver + n_rejected == len(rows)  # no duplicates, nothing lost
 
@@ -55,40 +91,66 @@ def _hash_rows(rows, cols):
     return hashlib.sha256(json.dumps([[r[c] for c in cols] for r in rows], default=str).encode()).hexdigest()
 
 
+def _assert_same_scores(clean, other, n):
+    assert len(other) == len(clean) == n
+    assert len({r["doc_id"] for r in other}) == n  # no duplicate ids
+    assert _hash_rows(other, SCORE_EXACT) == _hash_rows(clean, SCORE_EXACT)
+    for col in SCORE_FLOATS:  # same rows, same batches: equal up to float summation order
+        for a, b in zip(clean, other):
+            assert a[col] == pytest.approx(b[col], rel=1e-6, abs=1e-6), (col, a["doc_id"])
+    assert sum(r["error"] is None for r in other) == n
+
+
 def test_score_survives_a_killed_python_worker(spark, tmp_path):
+    """spark-submit jobs/score.py with no --master and no properties file (Spark's own default,
+    local[*], which lakelm gives task retries): a worker killed by the fault switch, and one killed
+    from outside while scoring, leave the same scores as a clean run. The control: the same outside
+    kill with an explicit --master local[2] (one attempt per task, kept as given) fails the job."""
     from tests.tiny_model import corpus_text, save_tiny_artifact
 
     text = corpus_text()
-    docs = [(f"s{i:03d}", text[i * 23 : i * 23 + 5 + (i * 17) % 90]) for i in range(60)]
+    # enough rows that scoring takes a few seconds: the outside kill must find a worker mid-task
+    docs = [(f"s{i:04d}", text[(i * 23) % 3900 : (i * 23) % 3900 + 5 + (i * 17) % 90]) for i in range(1200)]
     gold = str(tmp_path / "gold")
-    spark.createDataFrame(docs, "doc_id string, text string").repartition(3).write.format("delta").save(gold)
+    spark.createDataFrame(docs, "doc_id string, text string").repartition(4).write.format("delta").save(gold)
     model = tmp_path / "model"
     save_tiny_artifact(model, seed=3)
+    job_args = ["--input", gold, "--model", str(model), "--token-budget", "32", "--max-rows", "1"]
+    bare_submit = [str(BIN / "spark-submit"), "--driver-memory", "1g", str(REPO / "jobs/score.py")]
+    one_thread = {"OMP_NUM_THREADS": "1"}
     markers = tmp_path / "markers"
     results = {}
-    for name, env in (("clean", {}), ("faulty", {"LAKELM_FAULT_KILL_PARTITION": "1",
-                                                 "LAKELM_FAULT_MARKER_DIR": str(markers)})):
+    for name, env in (("clean", {}), ("switch", {"LAKELM_FAULT_KILL_PARTITION": "1",
+                                                  "LAKELM_FAULT_MARKER_DIR": str(markers)})):
         lake = tmp_path / name
-        proc = spark_submit("local[2,3]", "jobs/score.py", "--lake", str(lake), "--input", gold, "--model",
-                            str(model), "--token-budget", "64", "--max-rows", "4",
-                            env={**env, "OMP_NUM_THREADS": "1"})
+        proc = subprocess.run([*bare_submit, "--lake", str(lake), *job_args], cwd=REPO, capture_output=True,
+                              text=True, timeout=300, env={**_env(), **one_thread, **env})
         assert proc.returncode == 0, proc.stderr[-3000:]
         results[name] = _score_rows(spark, lake / "scores")
     killed = sorted(p.name for p in markers.iterdir())
-    assert killed and all(k.startswith("score-") for k in killed), killed  # the worker really was killed
-    clean, faulty = results["clean"], results["faulty"]
-    assert len(faulty) == len(clean) == len(docs)
-    assert len({r["doc_id"] for r in faulty}) == len(docs)  # no duplicate ids
-    assert _hash_rows(faulty, SCORE_EXACT) == _hash_rows(clean, SCORE_EXACT)
-    for col in SCORE_FLOATS:  # same rows, same batches: equal up to float summation order
-        for a, b in zip(clean, faulty):
-            assert a[col] == pytest.approx(b[col], rel=1e-6, abs=1e-6), (col, a["doc_id"])
-    assert sum(r["error"] is None for r in faulty) == len(docs)
+    assert killed and all(k.startswith("score-") for k in killed), killed  # the switch really fired
+
+    lake = tmp_path / "outside"
+    rc, _, err, pid = _run_and_kill_a_worker([*bare_submit, "--lake", str(lake), *job_args], tmp_path, "outside",
+                                             env=one_thread, needs_library="libtorch")
+    assert pid is not None, "no scoring Python worker found under the job"
+    assert rc == 0, err[-3000:]
+    assert _lost_tasks(err) >= 1, err[-3000:]  # the kill hit a running task, which Spark retried
+    results["outside"] = _score_rows(spark, lake / "scores")
+    for name in ("switch", "outside"):
+        _assert_same_scores(results["clean"], results[name], len(docs))
+
+    explicit = [str(BIN / "spark-submit"), "--master", "local[2]", "--driver-memory", "1g",
+                str(REPO / "jobs/score.py"), "--lake", str(tmp_path / "explicit"), *job_args]
+    rc, _, err, pid = _run_and_kill_a_worker(explicit, tmp_path, "explicit", env=one_thread, needs_library="libtorch")
+    assert pid is not None and _lost_tasks(err) >= 1, err[-3000:]
+    assert rc != 0  # an explicit master is used as given: no retries, so the lost task fails the job
 
 
 def test_build_dataset_survives_a_killed_python_worker_without_double_counting(spark, tmp_path):
-    """A worker killed after its first windows were sent: the retried task rewrites them, and the
-    accumulated counts (docs, tokens, tails) match the clean run and the rows committed."""
+    """A worker killed after its first windows were sent (python -m, default master): the retried
+    task rewrites them, and the accumulated counts (docs, tokens, tails) match the clean run and the
+    rows committed."""
     docs = [(r["id"], r["text"]) for r in map(json.loads, (DATA / "cc2019_slice.jsonl").read_text().splitlines())
             if r["text"].strip()]
     gold = str(tmp_path / "gold")
@@ -98,8 +160,9 @@ def test_build_dataset_survives_a_killed_python_worker_without_double_counting(s
     for name, env in (("clean", {}), ("faulty", {"LAKELM_FAULT_KILL_PARTITION": "1",
                                                  "LAKELM_FAULT_MARKER_DIR": str(markers)})):
         lake = tmp_path / name
-        proc = spark_submit("local[2,3]", "jobs/build_dataset.py", "--input", gold, "--lake", str(lake),
-                            "--tokenizer-out", str(lake / "tok"), "--char-level", "--block-size", "64", env=env)
+        proc = subprocess.run([sys.executable, "-m", "jobs.build_dataset", "--input", gold, "--lake", str(lake),
+                               "--tokenizer-out", str(lake / "tok"), "--char-level", "--block-size", "64"],
+                              cwd=REPO, env={**_env(), **env}, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         meta = json.loads((lake / "tok" / "dataset.json").read_text())
         results[name] = (_content_hash(spark, lake / "tokens", ["window_id", "split", "tokens"]),
@@ -133,7 +196,7 @@ def test_bad_input_end_to_end_every_record_accounted_for(spark, tmp_path):
     assert sum(n for reason, n in expected.items() if reason) == 17 and len(set(expected) - {None}) == 11
     assert corpus.stat().st_size > 50 * 1024 * 1024
 
-    proc = spark_submit("local[2]", "jobs/ingest.py", "--input", str(corpus), "--format", "jsonl",
+    proc = spark_submit(None, "jobs/ingest.py", "--input", str(corpus), "--format", "jsonl",
                         "--lake", str(lake), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith('{"')))

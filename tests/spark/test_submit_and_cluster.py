@@ -30,14 +30,17 @@ def _env() -> dict:
     return env
 
 
-def submit_cmd(master: str, script: str, *args: str, conf: dict | None = None) -> list[str]:
-    """The spark-submit command line for ``script`` (1 GiB driver, the repository's defaults, ``--conf``s)."""
+def submit_cmd(master: str | None, script: str, *args: str, conf: dict | None = None) -> list[str]:
+    """The spark-submit command line for ``script`` (1 GiB driver, the repository's defaults, ``--conf``s).
+
+    ``master=None`` gives no ``--master``: the properties file's default, as the README runs it."""
     confs = [a for k, v in (conf or {}).items() for a in ("--conf", f"{k}={v}")]
-    return [str(BIN / "spark-submit"), "--master", master, "--properties-file", str(REPO / "spark-defaults.conf"),
+    masters = ["--master", master] if master else []
+    return [str(BIN / "spark-submit"), *masters, "--properties-file", str(REPO / "spark-defaults.conf"),
             "--driver-memory", "1g", *confs, str(REPO / script), *args]
 
 
-def spark_submit(master: str, script: str, *args: str, timeout: int = 300, env: dict | None = None,
+def spark_submit(master: str | None, script: str, *args: str, timeout: int = 300, env: dict | None = None,
                  conf: dict | None = None) -> subprocess.CompletedProcess:
     cmd = submit_cmd(master, script, *args, conf=conf)
     return subprocess.run(cmd, cwd=REPO, env={**_env(), **(env or {})}, capture_output=True, text=True,

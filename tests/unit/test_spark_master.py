@@ -2,7 +2,12 @@
 
 import pytest
 
-from jobs.spark import DEFAULTS_FILE, FALLBACK_MASTER, read_properties, submit_args_name_master
+from jobs.spark import (
+    DEFAULTS_FILE,
+    FALLBACK_MASTER,
+    read_properties,
+    submit_args_name_master,
+)
 
 SUBMIT = ["/usr/bin/java", "-cp", "jars/*", "-Xmx1g", "org.apache.spark.deploy.SparkSubmit"]
 
