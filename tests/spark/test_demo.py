@@ -1,0 +1,99 @@
+"""The README's first command (`make demo` = `python -m jobs.demo`) on a trimmed sample: every stage, the
+report's numbers against the tables, and every table the lake writes read back by delta-rs."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+
+from jobs import demo
+
+pytestmark = pytest.mark.spark
+
+MAX_DOCS = 17  # first 17 records of each bundled corpus (commoncrawl's 17th is an empty page: quarantine)
+
+
+@pytest.fixture(scope="module")
+def demo_lake(spark, tmp_path_factory):
+    """A lake built by ``jobs.demo`` (the ``make demo`` code path) on the trimmed sample, and its report."""
+    lake = tmp_path_factory.mktemp("demo") / "lake"
+    assert demo.main(["--lake", str(lake), "--max-docs", str(MAX_DOCS), "--max-steps", "3"]) == 0
+    return lake, (lake / "_report" / "report.md").read_text(encoding="utf-8")
+
+
+def _load(spark, lake, name):
+    return spark.read.format("delta").load(demo.lake_table(str(lake), name))
+
+
+def _md_rows(report: str, header: str) -> list[list[str]]:
+    """Cells of the Markdown table whose header row starts with ``header``."""
+    lines = report.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows
+
+
+def test_report_numbers_match_the_tables(spark, demo_lake):
+    from jobs.splits import split_column
+
+    lake, report = demo_lake
+    counts = {name: _load(spark, lake, name).count() for name in ("bronze", "silver", "gold")}
+    assert counts["gold"] > 0 and counts["bronze"] <= 3 * MAX_DOCS
+    assert {s: int(n) for s, n in _md_rows(report, "| stage | documents |")} == counts
+
+    reasons = {f"rejected:{r[0]}": r[1] for r in _load(spark, lake, "rejected").groupBy("drop_reason").count().collect()}
+    reasons |= {f"quarantine:{r[0]}": r[1] for r in _load(spark, lake, "quarantine").groupBy("reason").count().collect()}
+    assert reasons.get("quarantine:empty_text", 0) >= 1
+    assert {k: int(v) for k, v in _md_rows(report, "| table:reason |")} == reasons
+
+    # every gold document was scored, once, and the report says so
+    scores = _load(spark, lake, "scores")
+    assert scores.count() == counts["gold"] == scores.select("doc_id").distinct().count()
+    assert f"{counts['gold']} documents scored, 0 with a per-row error." in report
+
+    # training data: windows per split are the token table's rows; val is not empty
+    tokens = _load(spark, lake, "tokens")
+    windows = {r.split: r["count"] for r in tokens.groupBy("split").count().collect()}
+    data = {r[0]: (int(r[1]), int(r[2])) for r in _md_rows(report, "| | train | val |")}
+    assert data["windows"] == (windows["train"], windows["val"]) and windows["val"] > 0
+
+    # loss per source: the val documents per source are gold's under the dataset's recorded split rule
+    meta = json.loads((lake / "_artifacts" / "tokenizer" / "dataset.json").read_text(encoding="utf-8"))
+    assert meta["split"]["stratify_by"] == ["source", "lang"]
+    gold = _load(spark, lake, "gold")
+    val = {r.source: r["count"] for r in gold.filter(split_column(meta["split"]) == "val").groupBy("source").count().collect()}
+    assert sum(val.values()) == data["docs"][1] > 0
+    per_source = {r[0]: r for r in _md_rows(report, "| source | val docs |")}
+    assert set(per_source) == {r.source for r in gold.select("source").distinct().collect()}
+    for source, row in per_source.items():
+        assert int(row[1]) == val.get(source, 0)
+        if val.get(source):
+            assert int(row[2]) > 0 and 0 < float(row[3]) < math.log(meta["vocab_size"]) + 1
+    assert re.search(r"Val loss \d+\.\d+ at step 0 -> \d+\.\d+ at step 3", report)
+
+    n_clusters = _load(spark, lake, "clusters").filter("cluster_size > 1").select("cluster_id").distinct().count()
+    assert f"{n_clusters} clusters with more than one document." in report
+
+
+def test_delta_rs_reads_every_table_the_lake_writes(spark, demo_lake):
+    """Another engine (delta-rs, no JVM) reads each table at the version Spark wrote, with Spark's row count."""
+    deltalake = pytest.importorskip("deltalake")
+    from delta.tables import DeltaTable
+
+    lake, _ = demo_lake
+    written = [name for name in demo.TABLES if DeltaTable.isDeltaTable(spark, demo.lake_table(str(lake), name))]
+    assert written == list(demo.TABLES)  # bronze, quarantine, silver, rejected, gold, clusters, tokens, ...
+    for name in written:
+        path = demo.lake_table(str(lake), name)
+        table = deltalake.DeltaTable(path)
+        assert table.version() == DeltaTable.forPath(spark, path).history(1).first().version, name
+        rows = table.to_pyarrow_table()  # reads and decodes every data file
+        assert rows.num_rows == _load(spark, lake, name).count() > 0, name
+        assert set(rows.column_names) == set(_load(spark, lake, name).columns), name
