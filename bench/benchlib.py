@@ -104,7 +104,7 @@ DATATROVE_CHAIN = {"c4_lines_first": False, "normalize": {"enabled": False}, "la
 
 def add_datatrove_args(p) -> None:
     """``--datatrove-python`` (a venv's interpreter, preferred) and ``--datatrove-path`` (a ``pip --target`` folder)."""
-    p.add_argument("--datatrove-python", help="python of the venv holding datatrove, e.g. /work/bench_venv/bin/python")
+    p.add_argument("--datatrove-python", help="python of the venv holding datatrove, e.g. ../datatrove_venv/bin/python")
     p.add_argument("--datatrove-path", help="or: PYTHONPATH folder(s) with datatrove (pip --target), run with this python")
 
 

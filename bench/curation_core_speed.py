@@ -1,6 +1,6 @@
 """Speed of the pure curation core (no Spark) vs datatrove's filters, side by side in one invocation.
 
-    python bench/curation_core_speed.py --datatrove-python /work/bench_venv/bin/python \\
+    python bench/curation_core_speed.py --datatrove-python ../datatrove_venv/bin/python \\
         --input ../shared/data/web_c4_sample/c4_en_sample_1000.jsonl \\
         --input ../shared/data/web_commoncrawl_2019_sample/cc_main_2019_30_sample.jsonl [--repeats 3] [--raw PATH]
 

@@ -1,7 +1,7 @@
 """The datatrove side of the curation and MinHash benchmarks, run as a child process under datatrove's Python.
 
-    /work/bench_venv/bin/python bench/datatrove_side.py filters DOCS.json --repeats 3 [--warmup 8]
-    /work/bench_venv/bin/python bench/datatrove_side.py minhash DOCS.json --repeats 3 [--word-tokenizer whitespace]
+    ../datatrove_venv/bin/python bench/datatrove_side.py filters DOCS.json --repeats 3 [--warmup 8]
+    ../datatrove_venv/bin/python bench/datatrove_side.py minhash DOCS.json --repeats 3 [--word-tokenizer whitespace]
 
 The benchmarks that print a ratio against datatrove (``curation_core_speed.py``,
 ``curation/bench_curate_job.py``, ``dedup/bench_signature_speed.py``) write their documents to

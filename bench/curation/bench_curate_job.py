@@ -1,6 +1,6 @@
 """The curate job (Spark, local[N]) vs datatrove on the same JSONL, side by side in one invocation.
 
-    python bench/curation/bench_curate_job.py --datatrove-python /work/bench_venv/bin/python --repeat 20 \\
+    python bench/curation/bench_curate_job.py --datatrove-python ../datatrove_venv/bin/python --repeat 20 \\
         [--runs 3] [--raw PATH] \\
         ../shared/data/web_c4_sample/c4_en_sample_1000.jsonl \\
         ../shared/data/web_commoncrawl_2019_sample/cc_main_2019_30_sample.jsonl

@@ -1,6 +1,6 @@
 """Benchmark 3: MinHash signature speed, ours vs datatrove's MinhashDedupSignature, side by side in one run.
 
-    python bench/dedup/bench_signature_speed.py --datatrove-python /work/bench_venv/bin/python \\
+    python bench/dedup/bench_signature_speed.py --datatrove-python ../datatrove_venv/bin/python \\
         [--repeats 3] [--data DIR] [--raw PATH]
 
 Ours: ``udfs.curation.minhash.minhash_batch`` (the job's UDF core: simplify, shingle, 112 hashes 64-bit,

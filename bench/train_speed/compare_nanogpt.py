@@ -1,6 +1,6 @@
 """Our trainer vs nanoGPT's ``train.py`` on the CPU baby-GPT recipe, like for like, run alternately on one machine.
 
-    python bench/train_speed/compare_nanogpt.py --nanogpt-dir /work/nanoGPT --out /tmp/cmp \\
+    python bench/train_speed/compare_nanogpt.py --nanogpt-dir ../nanoGPT --out /tmp/cmp \\
         [--speed-iters 300] [--speed-rounds 3] [--quality-iters 2000] [--precisions fp32,bf16] [--raw PATH]
 
 ``--nanogpt-dir`` is an unmodified checkout of karpathy/nanoGPT kept outside this repository (nothing
