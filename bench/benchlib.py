@@ -124,10 +124,11 @@ def run_datatrove(args, what: str, ids: list[str], texts: list[str], repeats: in
     """
     import tempfile
 
-    python = args.datatrove_python or sys.executable
+    # absolute (the child runs in the temp folder) but not resolved: a venv's python is often a symlink
+    python = os.path.abspath(args.datatrove_python) if args.datatrove_python else sys.executable
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     if args.datatrove_path:
-        env["PYTHONPATH"] = args.datatrove_path
+        env["PYTHONPATH"] = os.path.abspath(args.datatrove_path)
     elif not args.datatrove_python:
         raise SystemExit("give --datatrove-python (see bench/README.md) or --datatrove-path")
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as fh:

@@ -275,3 +275,23 @@ def test_kernels_match_the_reference_path_on_real_text():
             np.testing.assert_array_equal(a, b)
         assert fast.minhash_flag.tolist() == ref.minhash_flag.tolist()
         np.testing.assert_array_equal(fast.minhash_n_shingles.values, ref.minhash_n_shingles.values)
+
+
+def test_compiled_simplify_equals_simplify_text_for_every_code_point():
+    """Every code point of the kernel's table (and some beyond it), alone and between letters, digits and
+    separators: the compiled pass, or its Python fallback, gives ``simplify_text``'s bytes exactly."""
+    kernels = _require_kernels()
+    from udfs.curation import minhash
+
+    cps = [cp for cp in range(minhash._TABLE_SIZE + 0x400) if not 0xD800 <= cp < 0xE000]
+    texts = [f"{chr(cp)} Ab{chr(cp)}cD 1{chr(cp)}2 x 3.{chr(cp)} {chr(cp)}{chr(cp)} {chr(cp)}" for cp in cps]
+    texts += ["ΣΑΣ σας.", "Café  No. 42, opened 3.5 years ago!", "a\u0301 b", "x \u0301 y \u0301", "\u0301 \u0301x",
+              "१२३ ١٢٣ ٤٫٥ 4٫5 6،7 8⎖9", "ＡＢＣ１２３", "İstanbul", "x²", "\u00a0lead and trail\u3000", "한국어 텍스트",
+              "தமிழ் ಕನ್ನಡ", "🙂 emoji", None, ""]
+    buf, starts, ends = minhash._simplified_buffer(texts, kernels)
+    cls = minhash._simplify_table()[0]
+    assert (cls == kernels.KEEP).sum() > 100_000 and (cls == kernels.REPLACE).sum() > 1_000  # the fast path is used
+    assert (cls == kernels.MARK).sum() > 1_000 and (cls == kernels.FALLBACK).sum() - 2048 < 1_500  # 2048 surrogates
+    wrong = [t for i, t in enumerate(texts)
+             if bytes(buf[starts[i]:ends[i]]) != (minhash.simplify_text(t) if isinstance(t, str) else "").encode()]
+    assert wrong == []

@@ -327,7 +327,8 @@ def minhash_signatures(
     x_all = np.asarray(hashes, dtype=np.uint64) % p  # (S,) reduce once: x < p
     kernels = _kernels() if use_kernels else None
     if kernels is not None and cfg.precision == 64:
-        kernels.signatures_m61(x_all, offsets, a & _MASK32, a >> _U32, b, out)
+        a0, a1 = (a & _MASK32).astype(np.uint32), (a >> _U32).astype(np.uint32)
+        kernels.signatures_m61(x_all, offsets, a0, a1, b, out)
         return out
     a2, b2 = a[None, :], b[None, :]  # (1, P)
     counts = np.diff(offsets)
@@ -390,6 +391,94 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
+@functools.lru_cache(maxsize=1)
+def _simplify_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The code-point table that lets ``_minhash_kernels.simplify_utf8`` reproduce ``simplify_text``.
+
+    For every code point below ``_TABLE_SIZE`` (the BMP and the next two planes: emoji, CJK extension B),
+    its class and, for REPLACE, the UTF-8 bytes it becomes. Each class is what ``simplify_text`` does to
+    that character wherever it stands, so a document made only of such characters needs no Python:
+
+    - DIGIT: an ASCII digit (the number rule's ``\\d``; other decimal digits fall back);
+    - MARK: a non-spacing mark (deleted, after separators are collapsed);
+    - SEPARATOR: matched by the separator class (whitespace or datatrove punctuation) and not a digit;
+    - KEEP / REPLACE: a word character; REPLACE when lowercasing, NFD and mark removal change it, and the
+      result is non-empty, has no separator or digit and no combining character that would survive;
+    - FALLBACK: everything else (upper-case sigma, whose lowercase depends on context; combining
+      characters that are not non-spacing marks; non-ASCII digits; surrogates), simplified in Python.
+
+    Built once per process (about 0.4 s) from ``unicodedata`` and the same regexes as ``simplify_text``.
+    """
+    from udfs.curation import _minhash_kernels as K
+
+    sep_re = re.compile(f"[\\s{_PUNCT}]")
+    marks_re = _combining_marks_re()
+    cls = np.full(_TABLE_SIZE, K.FALLBACK, dtype=np.uint8)
+    rep_start = np.zeros(_TABLE_SIZE, dtype=np.int64)
+    rep_end = np.zeros(_TABLE_SIZE, dtype=np.int64)
+    pool = bytearray()
+    for cp in range(_TABLE_SIZE):
+        if 0xD800 <= cp < 0xE000:
+            continue  # surrogates: not encodable, left to the Python path
+        c = chr(cp)
+        if _NUMBER_RE.match(c):  # a decimal digit (Nd)
+            cls[cp] = K.DIGIT if "0" <= c <= "9" else K.FALLBACK
+            continue
+        lower = c.lower()
+        if len(lower) == 1 and sep_re.fullmatch(lower):
+            cls[cp] = K.SEPARATOR if sep_re.fullmatch(c) else K.FALLBACK
+            continue
+        if cp == 0x03A3 or sep_re.search(lower) or _NUMBER_RE.search(lower) or sep_re.search(c):
+            continue  # upper-case sigma: its lowercase depends on the context
+        nfd = unicodedata.normalize("NFD", lower)
+        word = marks_re.sub("", nfd)
+        if not word:
+            cls[cp] = K.MARK if marks_re.fullmatch(c) else K.FALLBACK
+            continue
+        if unicodedata.combining(c) or any(unicodedata.combining(ch) for ch in word) or sep_re.search(word) or \
+                _NUMBER_RE.search(word):
+            continue  # combining characters that survive NFD's reordering
+        if word == c:
+            cls[cp] = K.KEEP
+        else:
+            data = word.encode("utf-8")
+            rep_start[cp], rep_end[cp] = len(pool), len(pool) + len(data)
+            pool += data
+            cls[cp] = K.REPLACE
+    return cls, rep_start, rep_end, np.frombuffer(bytes(pool), dtype=np.uint8)
+
+
+_TABLE_SIZE = 0x30000
+
+
+def _simplified_buffer(values: list, kernels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bytes, starts, ends): each document's ``simplify_text`` output in UTF-8 in one uint8 buffer.
+
+    Table-driven documents are simplified by the compiled kernel straight from their UTF-8; any other
+    document (a character of class FALLBACK) goes through ``simplify_text`` and is appended at the end.
+    None and non-strings count as empty.
+    """
+    encoded = [t.encode("utf-8") if isinstance(t, str) else b"" for t in values]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    src = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    cls, rep_start, rep_end, pool = _simplify_table()
+    out = np.empty(3 * len(src) + 1, dtype=np.uint8)
+    starts = np.empty(len(encoded), dtype=np.int64)
+    ends = np.empty(len(encoded), dtype=np.int64)
+    fallback = np.zeros(len(encoded), dtype=np.uint8)
+    used = kernels.simplify_utf8(src, offsets, cls, rep_start, rep_end, pool, out, starts, ends, fallback)
+    slow = np.flatnonzero(fallback)
+    if not len(slow):
+        return out[:used], starts, ends
+    tail = [simplify_text(values[i]).encode("utf-8") for i in slow.tolist()]
+    tail_len = np.fromiter(map(len, tail), dtype=np.int64, count=len(tail))
+    starts[slow] = used + np.concatenate([[0], np.cumsum(tail_len)[:-1]])
+    ends[slow] = starts[slow] + tail_len
+    return np.concatenate([out[:used], np.frombuffer(b"".join(tail), dtype=np.uint8)]), starts, ends
+
+
 def minhash_batch(
     texts: pd.Series | Sequence[str | None], cfg: MinHashConfig = MinHashConfig(), use_kernels: bool = True
 ) -> pd.DataFrame:
@@ -414,15 +503,12 @@ def minhash_batch(
     index = texts.index if isinstance(texts, pd.Series) else None
     values = texts.tolist() if isinstance(texts, pd.Series) else list(texts)
     kernels = _kernels() if use_kernels else None
-    if kernels is not None:  # simplify in Python, then shingle + hash + permute in compiled code
-        encoded = [simplify_text(t).encode("utf-8") if isinstance(t, str) else b"" for t in values]
-        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-        doc_offsets = np.concatenate([[0], np.cumsum(lengths)])
-        buf = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-        counts, word_counts = kernels.shingle_counts(buf, doc_offsets, cfg.n_grams)
+    if kernels is not None:  # simplify, shingle, hash and permute in compiled code
+        buf, starts, ends = _simplified_buffer(values, kernels)
+        counts, word_counts = kernels.shingle_counts(buf, starts, ends, cfg.n_grams)
         offsets = np.concatenate([[0], np.cumsum(counts)])
         hashes = np.empty(int(offsets[-1]), dtype=np.uint64)
-        kernels.shingle_hashes(buf, doc_offsets, cfg.n_grams, offsets, hashes)
+        kernels.shingle_hashes(buf, starts, ends, cfg.n_grams, offsets, hashes)
         n_words_all = word_counts.tolist()
     else:
         shingled = [_shingles(t, cfg.n_grams) if isinstance(t, str) else (np.zeros(0, np.uint64), 0) for t in values]
