@@ -265,9 +265,10 @@ def test_kernels_match_the_reference_path_on_real_text():
     texts = [json.loads(t).get("text") for t in texts][:300]
     texts += [None, "", "   ", "one", "one two three four", "one two three four five", "Ünïcödé wörds hère " * 30,
               "x " * 5000]
-    for n_grams in (1, 3, 5):
-        cfg = MinHashConfig(n_grams=n_grams)
+    for n_grams, precision in ((1, 64), (3, 64), (5, 64), (5, 32), (2, 32)):
+        cfg = MinHashConfig(n_grams=n_grams, precision=precision)
         fast, ref = minhash_batch(texts, cfg), minhash_batch(texts, cfg, use_kernels=False)
+        assert fast.minhash_signature[0].dtype == (np.uint64 if precision == 64 else np.uint32)
         assert len(fast) == len(texts)
         for a, b in zip(fast.minhash_signature, ref.minhash_signature):
             np.testing.assert_array_equal(a, b)

@@ -316,3 +316,55 @@ def signatures_m61(x, offsets, a0, a1, b, out):
             s += 1
         for j in range(P):
             out[d, j] = _U(row[j])
+
+
+_P32 = _U((1 << 32) - 5)
+_FIVE = _U(5)
+
+
+@numba.njit(inline="always")
+def _perm_p32(x, a, b):
+    """(a*x + b) mod (2^32 - 5) as int64, for a, x < 2^32 - 5 and b < 2^32 - 5 (a*x + b < 2^64: no wrap).
+
+    2^32 = 5 (mod p): v = hi*2^32 + lo folds to hi*5 + lo (< 6*2^32), again to < 2^32 + 30, then one
+    conditional subtraction leaves [0, p). Equals numpy's ``(a * x + b) % p`` value for value.
+    """
+    v = a * x + b
+    v = (v >> _S32) * _FIVE + (v & _MASK32)
+    v = (v >> _S32) * _FIVE + (v & _MASK32)
+    if v >= _P32:
+        v -= _P32
+    return np.int64(v)
+
+
+@numba.njit(cache=True, nogil=True)
+def signatures_p32(x, offsets, a, b, out):
+    """``signatures_m61`` for the 32-bit family: ``out[d, j] = min over shingles of (a_j*x + b_j) mod (2^32 - 5)``.
+
+    ``x`` (S,) shingle hashes already reduced mod p and ``a`` (num_perm,), both as uint32 (so the
+    products are 32x32->64-bit lane multiplies); ``b`` (num_perm,) uint64 below p; ``out`` (n_docs,
+    num_perm) uint64 pre-filled with the maximum. Four shingles per pass over (a, b).
+    """
+    n_docs = offsets.shape[0] - 1
+    P = a.shape[0]
+    row = np.empty(P, np.int64)
+    for d in range(n_docs):
+        s, s1 = offsets[d], offsets[d + 1]
+        if s1 == s:
+            continue
+        row[:] = np.iinfo(np.int64).max
+        while s + 3 < s1:
+            xa, xb, xc, xd = _U(x[s]), _U(x[s + 1]), _U(x[s + 2]), _U(x[s + 3])
+            for j in range(P):
+                aj, bj = _U(a[j]), b[j]
+                m1 = min(_perm_p32(xa, aj, bj), _perm_p32(xb, aj, bj))
+                m2 = min(_perm_p32(xc, aj, bj), _perm_p32(xd, aj, bj))
+                row[j] = min(row[j], min(m1, m2))
+            s += 4
+        while s < s1:
+            xa = _U(x[s])
+            for j in range(P):
+                row[j] = min(row[j], _perm_p32(xa, _U(a[j]), b[j]))
+            s += 1
+        for j in range(P):
+            out[d, j] = _U(row[j])

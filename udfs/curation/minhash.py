@@ -15,7 +15,7 @@ xxhash, 14 bands x 8 rows = 112 hashes):
    ``np.minimum.reduceat`` takes the per-document minimum. Two precisions:
    - 64: p = 2^61 - 1 (Mersenne), x reduced mod p, a*x computed exactly from 32-bit halves (no uint64
      overflow); values < 2^61, dtype uint64 (so they also fit Spark's signed LongType).
-   - 32: p = 2^32 - 5, x reduced mod p; a*x + b < 2^64 fits uint64 exactly; dtype uint32. About 3x faster.
+   - 32: p = 2^32 - 5, x reduced mod p; a*x + b < 2^64 fits uint64 exactly; dtype uint32.
    (datatrove computes ``(x*a + b) % p`` in uint64, which silently wraps; ours does not.)
    Parameters a in [1, p), b in [0, p) come from ``numpy.random.Generator(PCG64(seed))``: identical on every
    worker and in every process (no Python ``hash()``).
@@ -313,7 +313,7 @@ def minhash_signatures(
         offsets: int64 (n_docs + 1,) start of each document in ``hashes`` plus the total S; document i owns
             ``hashes[offsets[i]:offsets[i + 1]]``. Documents without shingles get ``signature_max``.
         cfg: num_perm, precision, seed, chunk size.
-        use_kernels: use the compiled kernel when numba is installed (precision 64); False forces the numpy
+        use_kernels: use the compiled kernels when numba is installed; False forces the numpy
             reference path (same values; the tests compare the two).
 
     Returns:
@@ -330,6 +330,9 @@ def minhash_signatures(
         a0, a1 = (a & _MASK32).astype(np.uint32), (a >> _U32).astype(np.uint32)
         kernels.signatures_m61(x_all, offsets, a0, a1, b, out)
         return out
+    if kernels is not None:
+        kernels.signatures_p32(x_all.astype(np.uint32), offsets, a.astype(np.uint32), b, out)
+        return out.astype(np.uint32)  # empty rows: uint64 max -> uint32 max
     a2, b2 = a[None, :], b[None, :]  # (1, P)
     counts = np.diff(offsets)
     nonempty = np.flatnonzero(counts > 0)
