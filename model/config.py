@@ -111,7 +111,7 @@ class TrainConfig:
     # float32. "auto" = bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX; about 1.3x
     # faster per step on the CPU baby GPT, bench/train_speed/RESULTS.md), else fp32.
     precision: str = "auto"
-    compile: bool = False  # torch.compile the model (CUDA only); costs a minute of start-up
+    compile: bool = False  # torch.compile the training model (CUDA or CPU: needs a C++ compiler); a minute of start-up
 
     def __post_init__(self) -> None:
         positive = (

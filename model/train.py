@@ -272,7 +272,10 @@ def train(
         )
 
     model: torch.nn.Module = raw
-    if train_cfg.compile and device.type == "cuda":
+    if train_cfg.compile:
+        # Inductor fuses the element-wise ops around the matmuls (GELU, LayerNorm, residual adds) on GPUs
+        # and, through generated C++, on CPUs (a C++ compiler must be on PATH there). Evaluation and
+        # checkpoints use ``raw``, so only the training graph is compiled; compilation happens in step 1.
         model = torch.compile(model)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(

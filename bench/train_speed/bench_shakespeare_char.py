@@ -15,7 +15,9 @@ Writes ``OUT/bench.json``: ``train_ms_per_step`` is the mean over log intervals 
 the final model's loss on every non-overlapping window of the validation split (see ``full_val.py``).
 
 ``--precision`` is ``TrainConfig.precision`` ("auto" = bf16 autocast on CPUs with native bf16, else fp32);
-the precision actually used is recorded in ``bench.json``.
+the precision actually used is recorded in ``bench.json``. ``--compile`` sets ``TrainConfig.compile``
+(``torch.compile`` of the training model; it compiles in step 1, inside the first log interval, which
+``train_ms_per_step`` leaves out).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=1337, help="init and data order (nanoGPT's fixed seed is 1337)")
     p.add_argument("--bias", action="store_true", help="biases in Linear/LayerNorm (nanoGPT's default is none)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="TrainConfig.precision")
+    p.add_argument("--compile", action="store_true", help="TrainConfig.compile: torch.compile the training model")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args = p.parse_args(argv)
     logging.basicConfig(
@@ -102,6 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
         batch_size=12, max_steps=args.max_steps, lr=1e-3, min_lr=1e-4, warmup_steps=100,
         lr_decay_steps=args.lr_decay_steps, eval_every=args.eval_every, eval_steps=20, ckpt_every=args.max_steps,
         log_every=args.log_every, threads=args.threads, device="cpu", seed=args.seed, precision=args.precision,
+        compile=args.compile,
     )  # fmt: skip
     t0 = time.monotonic()
     result = train(model_cfg, train_cfg, train_src, val_src, args.out, resume=False, progress=not args.no_progress)
@@ -119,6 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
         "seed": args.seed,
         "precision_config": args.precision,
         "precision": result["precision"],  # what the trainer resolved "auto" to
+        "compile": args.compile,
         "wall_s": wall,  # train() call: model build, evaluations, checkpoint and plot included
         "train_ms_per_step": ms,
         "train_steps_timed": counted,

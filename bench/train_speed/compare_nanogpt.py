@@ -1,7 +1,8 @@
 """Our trainer vs nanoGPT's ``train.py`` on the CPU baby-GPT recipe, like for like, run alternately on one machine.
 
     python bench/train_speed/compare_nanogpt.py --nanogpt-dir ../nanoGPT --out /tmp/cmp \\
-        [--speed-iters 300] [--speed-rounds 3] [--quality-iters 2000] [--precisions fp32,bf16] [--raw PATH]
+        [--speed-iters 300] [--speed-rounds 3] [--quality-iters 2000] [--precisions fp32,bf16] \\
+        [--compile off,on] [--raw PATH]
 
 ``--nanogpt-dir`` is an unmodified checkout of karpathy/nanoGPT kept outside this repository (nothing
 of it is copied here; it is only run). Its ``data/shakespeare_char`` is prepared with its own
@@ -17,11 +18,18 @@ Pairs, each nanoGPT run against ours in the same precision (``--precisions``):
   unless its log shows the overlay's marker line), vs ours with ``--precision bf16``. Both autocast
   the forward pass and evaluation only, with fp32 weights and optimizer state.
 
+Compile (``--compile``, default ``off,on``): every setting listed runs on both sides, nanoGPT with
+its own ``--compile=False|True`` and ours with ``TrainConfig.compile``, so each side is taken at its
+best: the headline ratio is nanoGPT's fastest setting over ours' fastest (medians across rounds), and
+the same-setting ratios are kept beside it. Both compile in their first iterations, which the timing
+leaves out (nanoGPT: iterations < 10; ours: the first 10-step log interval). Quality runs use each
+side's fastest setting from the speed rounds (off when there were none).
+
 Threads: every run is a fresh process with ``OMP_NUM_THREADS=MKL_NUM_THREADS=--threads``; ours calls
 ``torch.set_num_threads(--threads)``, nanoGPT gets the same call from the ``nanogpt_threads.py`` overlay.
 
-1. Speed: ``--speed-rounds`` rounds; each round runs, per precision, nanoGPT then ours for
-   ``--speed-iters`` iterations. Per run, both sides: mean ms per training iteration over iterations
+1. Speed: ``--speed-rounds`` rounds; each round runs, per precision and compile setting, nanoGPT then
+   ours for ``--speed-iters`` iterations. Per run, both sides: mean ms per training iteration over iterations
    >= 10 that ran no evaluation (nanoGPT: its printed per-iteration times, leaving out iter % 250 == 0;
    ours: ``train_ms_per_step`` from ``bench.json``, 10-step log intervals, leaving out the first and any
    holding an evaluation). Across rounds: the **median** on both sides; ratio = nanoGPT / ours (> 1 =
@@ -59,7 +67,7 @@ from benchlib import default_raw_path, median, pin_threads, write_raw
 
 DEFAULT_INPUT = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare" / "input.txt"
 NANOGPT_ARGS = [
-    "config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--eval_iters=20", "--log_interval=1",
+    "config/train_shakespeare_char.py", "--device=cpu", "--eval_iters=20", "--log_interval=1",
     "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4", "--n_embd=128", "--lr_decay_iters=2000",
     "--dropout=0.0",
 ]  # fmt: skip
@@ -90,9 +98,12 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def run_nanogpt(nanogpt: Path, out: Path, iters: int, precision: str, threads: int, save: bool) -> dict:
-    """One nanoGPT run in ``precision`` (fp32 | bf16); returns its per-iteration times, evaluations and wall time."""
-    cmd = [sys.executable, "train.py", *NANOGPT_ARGS, str(THREADS_OVERLAY)]
+def run_nanogpt(
+    nanogpt: Path, out: Path, iters: int, precision: str, threads: int, save: bool, compile_: bool = False
+) -> dict:
+    """One nanoGPT run in ``precision`` (fp32 | bf16), ``--compile=compile_``; returns its per-iteration times,
+    evaluations and wall time."""
+    cmd = [sys.executable, "train.py", *NANOGPT_ARGS, f"--compile={compile_}", str(THREADS_OVERLAY)]
     if precision == "bf16":
         cmd += [str(BF16_OVERLAY), "--dtype=bfloat16"]
     elif precision != "fp32":
@@ -115,6 +126,7 @@ def run_nanogpt(nanogpt: Path, out: Path, iters: int, precision: str, threads: i
     clean = [t for i, t in iters_ms.items() if i >= 10 and i % 250 != 0]
     return {
         "precision": precision,
+        "compile": compile_,
         "loadavg_after": loadavg(),
         "cmd": " ".join(cmd[1:]),
         "process_wall_s": wall,
@@ -126,12 +138,15 @@ def run_nanogpt(nanogpt: Path, out: Path, iters: int, precision: str, threads: i
     }
 
 
-def run_ours(out: Path, input_txt: Path, steps: int, decay: int, precision: str, threads: int) -> dict:
-    """One run of bench_shakespeare_char.py; returns its bench.json plus the process wall time."""
+def run_ours(
+    out: Path, input_txt: Path, steps: int, decay: int, precision: str, threads: int, compile_: bool = False
+) -> dict:
+    """One run of bench_shakespeare_char.py (``--compile`` when ``compile_``); returns its bench.json plus the
+    process wall time."""
     cmd = [
         sys.executable, str(HERE / "bench_shakespeare_char.py"), "--input", str(input_txt), "--out", str(out),
         "--max-steps", str(steps), "--lr-decay-steps", str(decay), "--threads", str(threads), "--no-progress",
-        "--precision", precision,
+        "--precision", precision, *(["--compile"] if compile_ else []),
     ]  # fmt: skip
     t0 = time.monotonic()
     proc = subprocess.run(cmd, check=False, env=env_threads(threads), capture_output=True, text=True)
@@ -143,6 +158,8 @@ def run_ours(out: Path, input_txt: Path, steps: int, decay: int, precision: str,
     report = json.loads((out / "bench.json").read_text())
     if report["precision"] != precision:
         raise RuntimeError(f"our trainer ran in {report['precision']}, asked for {precision}")
+    if report.get("compile", False) != compile_:
+        raise RuntimeError(f"our trainer ran with compile={report.get('compile')}, asked for {compile_}")
     cmd_s = " ".join(Path(c).name if c == sys.executable else c for c in cmd)
     return {"loadavg_after": loadavg(), "cmd": cmd_s, "process_wall_s": wall, **report}
 
@@ -169,10 +186,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--quality-iters", type=int, default=2000, help="0 skips the quality runs")
     p.add_argument("--precisions", default="fp32,bf16", help="pairs to run: fp32 (headline) and/or bf16")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run, both sides")
+    p.add_argument("--compile", default="off,on", help="torch.compile settings swept on both sides: off and/or on")
     args = p.parse_args(argv)
     precisions = [x for x in args.precisions.split(",") if x]
     if set(precisions) - {"fp32", "bf16"} or not precisions:
         raise SystemExit(f"--precisions takes fp32 and/or bf16, got {args.precisions!r}")
+    compile_names = [x for x in args.compile.split(",") if x]
+    if set(compile_names) - {"off", "on"} or not compile_names or len(set(compile_names)) != len(compile_names):
+        raise SystemExit(f"--compile takes off and/or on, got {args.compile!r}")
+    compiles = [c == "on" for c in compile_names]
     if args.quality_iters % 250:
         raise SystemExit("--quality-iters must be a multiple of 250 (nanoGPT saves its checkpoint at an evaluation)")
     if args.out.exists() and any(args.out.iterdir()):
@@ -187,7 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
                             check=False).stdout.strip() or None
     res: dict = {"bench": "train_speed/compare_nanogpt", "nanogpt_commit": commit, "threads": args.threads,
                  "speed_iters": args.speed_iters, "speed_rounds": args.speed_rounds,
-                 "quality_iters": args.quality_iters, "speed": {}, "quality": {}, "summary": {}}
+                 "quality_iters": args.quality_iters, "compile": compile_names, "speed": {}, "quality": {},
+                 "summary": {}}
     for prec in precisions:
         res["speed"][prec] = {"nanogpt": [], "ours": []}
 
@@ -197,37 +220,51 @@ def main(argv: list[str] | None = None) -> dict:
     n = args.speed_iters
     for r in range(args.speed_rounds):
         for prec in precisions:
-            ng = run_nanogpt(nanogpt, out / f"speed{r}_nanogpt_{prec}", n, prec, args.threads, save=False)
-            res["speed"][prec]["nanogpt"].append(ng)
-            ours = run_ours(out / f"speed{r}_ours_{prec}", args.input, n, 2000, prec, args.threads)
-            res["speed"][prec]["ours"].append(ours)
-            print(f"round {r} {prec}: nanoGPT {ng['train_ms_per_iter']:.2f} ms/iter, "
-                  f"ours {ours['train_ms_per_step']:.2f} ms/step", flush=True)
-            save()
-    for prec in precisions:
-        ng_ms = [x["train_ms_per_iter"] for x in res["speed"][prec]["nanogpt"]]
-        ours_ms = [x["train_ms_per_step"] for x in res["speed"][prec]["ours"]]
-        res["summary"][f"speed_{prec}"] = {
-            "nanogpt_ms_runs": ng_ms, "ours_ms_runs": ours_ms,
-            "nanogpt_ms_median": median(ng_ms), "ours_ms_median": median(ours_ms),
-            "speedup": median(ng_ms) / median(ours_ms),  # > 1 = ours faster; fp32 is the headline
-        }
+            for comp in compiles:
+                tag = f"{prec}{'_compile' if comp else ''}"
+                ng = run_nanogpt(nanogpt, out / f"speed{r}_nanogpt_{tag}", n, prec, args.threads, False, comp)
+                res["speed"][prec]["nanogpt"].append(ng)
+                ours = run_ours(out / f"speed{r}_ours_{tag}", args.input, n, 2000, prec, args.threads, comp)
+                res["speed"][prec]["ours"].append(ours)
+                print(f"round {r} {prec} compile={comp}: nanoGPT {ng['train_ms_per_iter']:.2f} ms/iter, "
+                      f"ours {ours['train_ms_per_step']:.2f} ms/step", flush=True)
+                save()
+    best_compile = {}  # (precision, side) -> fastest compile setting, used by the quality runs
+    for prec in precisions if args.speed_rounds else []:
+        summ: dict = {"by_compile": {}}
+        for side, key in (("nanogpt", "train_ms_per_iter"), ("ours", "train_ms_per_step")):
+            per = {c: [x[key] for x in res["speed"][prec][side] if x["compile"] == c] for c in compiles}
+            best = min(per, key=lambda c: median(per[c]))
+            best_compile[prec, side] = best
+            summ[f"{side}_best_compile"] = best
+            summ[f"{side}_ms_runs"], summ[f"{side}_ms_median"] = per[best], median(per[best])
+            for c in compiles:
+                summ["by_compile"].setdefault(f"compile_{c}", {})[f"{side}_ms_median"] = median(per[c])
+        for c in compiles:
+            row = summ["by_compile"][f"compile_{c}"]
+            row["speedup"] = row["nanogpt_ms_median"] / row["ours_ms_median"]  # same setting on both sides
+        # > 1 = ours faster; each side at its fastest compile setting; fp32 is the headline
+        summ["speedup"] = summ["nanogpt_ms_median"] / summ["ours_ms_median"]
+        res["summary"][f"speed_{prec}"] = summ
     save()
 
     q = args.quality_iters
     for prec in precisions if q else []:
-        ng = run_nanogpt(nanogpt, out / f"quality_nanogpt_{prec}", q, prec, args.threads, save=True)
+        ng_comp, ours_comp = best_compile.get((prec, "nanogpt"), False), best_compile.get((prec, "ours"), False)
+        ng = run_nanogpt(nanogpt, out / f"quality_nanogpt_{prec}", q, prec, args.threads, True, ng_comp)
         ng["full_val_loss"], ng["full_val_tokens"] = nanogpt_full_val(out / f"quality_nanogpt_{prec}" / "ckpt.pt", args.input)
         ng["full_val_bpb"] = ng["full_val_loss"] / math.log(2)
         budget = ng["loop_s_to_iter"]
         res["quality"][f"nanogpt_{prec}"] = ng
         print(f"nanoGPT {prec} {q} iters: {budget:.1f} s training loop, whole-val loss {ng['full_val_loss']:.4f}", flush=True)
         save()
-        same = run_ours(out / f"quality_ours_{prec}_same_steps", args.input, q, q, prec, args.threads)
+        same = run_ours(out / f"quality_ours_{prec}_same_steps", args.input, q, q, prec, args.threads, ours_comp)
         res["quality"][f"ours_{prec}_same_steps"] = same
         save()
         n_steps = max(101, math.floor(q * budget / same["wall_s"]))
-        wall_run = run_ours(out / f"quality_ours_{prec}_same_wall", args.input, n_steps, n_steps, prec, args.threads)
+        wall_run = run_ours(
+            out / f"quality_ours_{prec}_same_wall", args.input, n_steps, n_steps, prec, args.threads, ours_comp
+        )
         res["quality"][f"ours_{prec}_same_wall"] = wall_run
         print(f"ours {prec}: {q} steps -> {same['full_val_loss']:.4f}; {n_steps} steps in {wall_run['wall_s']:.1f} s "
               f"-> {wall_run['full_val_loss']:.4f}", flush=True)

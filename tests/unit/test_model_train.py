@@ -1,5 +1,6 @@
 """The trainer (model/train.py): outputs, learning, exact resume, DDP on gloo."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -229,6 +230,53 @@ def test_fp32_is_the_plain_float32_loop(corpus, tmp_path):
     trained = load_checkpoint(result["checkpoint"])["model"]
     assert all(torch.equal(trained[k], v) for k, v in model.state_dict().items())
 
+
+
+class _CountingWrapper(torch.nn.Module):
+    """Stands in for ``torch.compile``'s result: runs the model unchanged and counts its calls."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, *args, **kwargs):
+        self.calls += 1
+        return self.inner(*args, **kwargs)
+
+
+def test_compile_on_cpu_trains_through_the_compiled_model(corpus, tmp_path, monkeypatch):
+    """TrainConfig.compile=True on CPU trains every micro-batch through torch.compile's module."""
+    _tok, paths, model_cfg = corpus
+    tr = ParquetWindowSource(paths, "train")
+    wrappers = []
+
+    def fake_compile(module, *args, **kwargs):
+        wrappers.append(_CountingWrapper(module))
+        return wrappers[-1]
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    train(model_cfg, _cfg(max_steps=5, grad_accum=2, compile=True), tr, None, tmp_path / "c", progress=False)
+    assert len(wrappers) == 1 and wrappers[0].calls == 5 * 2
+    train(model_cfg, _cfg(max_steps=5, grad_accum=2), tr, None, tmp_path / "e", progress=False)
+    assert len(wrappers) == 1  # compile=False (the default) never compiles
+    assert _train_losses(tmp_path / "c") == _train_losses(tmp_path / "e")  # the wrapper changes nothing
+
+
+@pytest.mark.slow
+def test_compile_on_cpu_matches_eager_and_resumes_exactly(corpus, tmp_path):
+    """Really compiled (inductor, C++): the same losses as eager up to rounding, and exact resume."""
+    _tok, paths, model_cfg = corpus
+    cfg0 = dataclasses.replace(model_cfg, dropout=0.0)  # compiled dropout draws other masks than eager
+    tr = ParquetWindowSource(paths, "train")
+    train(cfg0, _cfg(max_steps=8, precision="fp32"), tr, None, tmp_path / "e", progress=False)
+    compiled = train(cfg0, _cfg(max_steps=8, precision="fp32", compile=True), tr, None, tmp_path / "c", progress=False)
+    le, lc = _train_losses(tmp_path / "e"), _train_losses(tmp_path / "c")
+    assert sorted(lc) == list(range(1, 9))
+    assert all(lc[s] == pytest.approx(le[s], rel=1e-4) for s in le)
+    assert compiled["train_loss"] < lc[1]  # it learns
+    train(cfg0, _cfg(max_steps=4, precision="fp32", compile=True), tr, None, tmp_path / "r", progress=False)
+    train(cfg0, _cfg(max_steps=8, precision="fp32", compile=True), tr, None, tmp_path / "r", progress=False)
+    assert _train_losses(tmp_path / "r") == lc  # stop at 4, resume: bit for bit the straight compiled run
 
 def test_bf16_learns_and_resumes_exactly(corpus, tmp_path):
     tok, paths, model_cfg = corpus
