@@ -1,12 +1,14 @@
 """Where one training step of the CPU baby GPT goes: forward, backward, clipping, AdamW; and two CPU settings.
 
-    OMP_NUM_THREADS=1 python bench/train_speed/profile_step.py [--steps 40] [--table]
+    OMP_NUM_THREADS=1 python bench/train_speed/profile_step.py [--steps 40] [--table] [--compile]
 
 Builds the recipe's model (4 layers, 4 heads, 128 dims, block 64, batch 12, no biases, vocab 67) and
 times the phases of the same step ``model.train`` takes (random ids; speed does not depend on them),
 for: float32 with the for-loop AdamW the trainer used on CPU before, float32 with the fused AdamW it
 uses now (``precision="fp32"``), and bf16 autocast + fused AdamW (``precision="auto"`` on native-bf16
-CPUs). Variants run interleaved, ``--rounds`` times, one thread.
+CPUs). Variants run interleaved, ``--rounds`` times, one thread. ``--compile`` adds float32 with
+``torch.compile`` of the model and fused AdamW (``TrainConfig.compile=True``; each build compiles anew,
+a minute or more on a cold inductor cache, and its warm-up steps absorb that).
 ``--table`` adds a ``torch.profiler`` table of the float32 step (top ops by self time).
 """
 
@@ -22,11 +24,12 @@ import torch
 from model.config import GPTConfig
 from model.gpt import GPT
 
-VARIANTS = {
-    "fp32, for-loop AdamW (before)": (False, False),
-    "fp32, fused AdamW (precision=fp32)": (False, True),
-    "bf16 autocast, fused AdamW (auto here)": (True, True),
+VARIANTS = {  # name -> (bf16 autocast, fused AdamW, torch.compile)
+    "fp32, for-loop AdamW (before)": (False, False, False),
+    "fp32, fused AdamW (precision=fp32)": (False, True, False),
+    "bf16 autocast, fused AdamW (auto here)": (True, True, False),
 }
+COMPILED = {"fp32, fused AdamW, torch.compile": (False, True, True)}
 
 
 def build(fused: bool) -> tuple[GPT, torch.optim.Optimizer]:
@@ -37,9 +40,10 @@ def build(fused: bool) -> tuple[GPT, torch.optim.Optimizer]:
     return model, opt
 
 
-def time_steps(bf16: bool, fused: bool, steps: int, warmup: int = 8) -> dict[str, float]:
-    """Median ms per phase over ``steps`` steps after ``warmup``."""
-    model, opt = build(fused)
+def time_steps(bf16: bool, fused: bool, compiled: bool, steps: int, warmup: int = 8) -> dict[str, float]:
+    """Median ms per phase over ``steps`` steps after ``warmup`` (``compiled``: through ``torch.compile``)."""
+    raw, opt = build(fused)
+    model = torch.compile(raw) if compiled else raw
     x, y = torch.randint(0, 65, (12, 64)), torch.randint(0, 65, (12, 64))
     ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     phases: dict[str, list[float]] = {"forward": [], "backward": [], "clip": [], "adamw": [], "step": []}
@@ -50,7 +54,7 @@ def time_steps(bf16: bool, fused: bool, steps: int, warmup: int = 8) -> dict[str
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(raw.parameters(), 1.0)
         t3 = time.perf_counter()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -66,12 +70,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--table", action="store_true")
+    p.add_argument("--compile", action="store_true", help="add the torch.compile variant")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    results: dict[str, list[dict[str, float]]] = {k: [] for k in VARIANTS}
+    variants = {**VARIANTS, **(COMPILED if args.compile else {})}
+    results: dict[str, list[dict[str, float]]] = {k: [] for k in variants}
     for _ in range(args.rounds):
-        for name, (bf16, fused) in VARIANTS.items():
-            results[name].append(time_steps(bf16, fused, args.steps))
+        for name, (bf16, fused, compiled) in variants.items():
+            results[name].append(time_steps(bf16, fused, compiled, args.steps))
     base = statistics.fmean(r["step"] for r in results[next(iter(VARIANTS))])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, CPU capability {torch.backends.cpu.get_cpu_capability()}")
     print("median ms per phase (mean over rounds)")
