@@ -372,6 +372,8 @@ class HFTokenizer:
         self.eos_id = eos_id
         self.eos_ids = tuple(eos_ids)
         self.pad_id: int = pad_id if pad_id is not None else (eos_id if eos_id is not None else 0)
+        vocab = tok.get_vocab(with_added_tokens=True)  # 150k entries for Qwen2: computed once
+        self._vocab_size = max(vocab.values()) + 1 if vocab else 0
 
     @property
     def prefix_id(self) -> int | None:
@@ -382,8 +384,7 @@ class HFTokenizer:
     @property
     def vocab_size(self) -> int:
         """Largest id + 1, added tokens included (must not exceed the embedding matrix's rows)."""
-        vocab = self._tok.get_vocab(with_added_tokens=True)
-        return max(vocab.values()) + 1 if vocab else 0
+        return self._vocab_size
 
     @property
     def sha256(self) -> str:
@@ -396,14 +397,21 @@ class HFTokenizer:
         return self._tok
 
     def encode(self, text: str, add_eos: bool = False) -> list[int]:
-        """Token ids of ``text``, no special tokens added (``add_eos`` appends ``eos_id``)."""
-        ids = self._tok.encode(text, add_special_tokens=False).ids
-        return ids + [self.eos_id] if add_eos and self.eos_id is not None else ids
+        """Token ids of ``text``, no special tokens added (``add_eos`` appends ``eos_id``).
+
+        Raises:
+            ValueError: when the tokenizer cannot encode the text (a vocabulary with no unknown token).
+        """
+        return self.encode_batch([text], add_eos)[0]
 
     def encode_batch(self, texts: Sequence[str], add_eos: bool = False) -> list[list[int]]:
-        """``encode`` for many texts, in parallel inside the Rust library."""
+        """``encode`` for many texts, in parallel inside the Rust library; one id list per text, in order."""
         tail = [self.eos_id] if add_eos and self.eos_id is not None else []
-        return [e.ids + tail for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+        try:
+            encs = self._tok.encode_batch(list(texts), add_special_tokens=False)
+        except Exception as e:  # tokenizers raises a bare Exception
+            raise ValueError(f"cannot encode text with this tokenizer ({e})") from e
+        return [e.ids + tail for e in encs]
 
     def decode(self, ids: Sequence[int], skip_special: bool = False) -> str:
         """Text of ``ids`` (``skip_special`` drops special tokens)."""

@@ -344,3 +344,22 @@ def test_missing_shard_is_refused(folders, tmp_path):
     shard.unlink()
     with pytest.raises(HFFolderError, match=rf"shard\(s\) \['{shard.name}'\] listed in model.safetensors.index.json"):
         read_hf_folder(path)
+
+
+def test_tokenizer_encodes_without_special_tokens_and_round_trips(folders, tokenizer, tmp_path):
+    from tokenizers import Tokenizer, processors
+
+    path = tmp_path / "bos_template"
+    shutil.copytree(folders["gpt2"][0], path)
+    backend = Tokenizer.from_file(str(path / "tokenizer.json"))  # Llama-style: the template prepends BOS
+    backend.post_processor = processors.TemplateProcessing(
+        single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", 0)]
+    )
+    backend.save(str(path / "tokenizer.json"))
+    assert backend.encode("abc").ids[0] == 0
+    _, tok, _ = load_hf_model(path)
+    text = TEXTS[1]  # Amharic
+    assert tok.encode(text) == tokenizer.encode(text) and tok.encode(text, add_eos=True)[-1] == tok.eos_id
+    assert tok.decode(tok.encode(text)) == text
+    assert tok.encode_batch(TEXTS[:3]) == [tokenizer.encode(t) for t in TEXTS[:3]]
+    assert tok.vocab_size == 400
