@@ -7,7 +7,7 @@
         [--max-new-tokens 64] [--max-error-rate 0.01] [--expect-model-hash HASH] ...
 
 Reads the input at its latest Delta version and writes one row per (doc_id, model_hash) with the
-task's outputs (see ``udfs.scoring``), ``content_hash`` of the text and lineage (model_name,
+task's outputs (see ``udfs.tasks``), ``content_hash`` of the text and lineage (model_name,
 model_hash, input_table, input_version, run_id, scored_at). Rows already scored by this model are
 skipped and the write is a MERGE on (doc_id, model_hash), so a rerun writes nothing and commits
 nothing. Changed texts are rescored by ``jobs/nightly_score.py``, not here.
@@ -46,8 +46,9 @@ from jobs.delta_io import (
     table_version,
 )
 from jobs.spark import get_spark
+from model import config as model_config
+from udfs import batching, inference, tasks
 from udfs import columns as C
-from udfs import scoring as S
 
 log = logging.getLogger("jobs.score")
 
@@ -59,7 +60,7 @@ LINEAGE = (f"{C.TASK} string, {C.MODEL_NAME} string, {C.MODEL_HASH} string, {C.I
 class ScoreConfig:
     """What to score, with which model, where to write it, and the inference options (one flag each).
 
-    The last group maps onto the keyword options of ``udfs.scoring``'s core functions; see
+    The last group maps onto the keyword options of the core functions in ``udfs.tasks``; see
     `task_options`. ``jobs/nightly_score.py`` takes the same config (``stream`` stays False).
     """
 
@@ -72,9 +73,9 @@ class ScoreConfig:
     stream: bool = False
     checkpoint: str | None = None  # required with stream
     partitions: int = 0  # tasks the model runs in; 0 = spark.default.parallelism (all task slots)
-    sub_batch_rows: int = S.DEFAULT_SUB_BATCH_ROWS
-    token_budget: int | None = S.DEFAULT_TOKEN_BUDGET  # None = by device (2048 on CPU, 32768 on GPU)
-    max_rows: int = S.DEFAULT_MAX_ROWS
+    sub_batch_rows: int = batching.DEFAULT_SUB_BATCH_ROWS
+    token_budget: int | None = batching.DEFAULT_TOKEN_BUDGET  # None = by device (2048 on CPU, 32768 on GPU)
+    max_rows: int = batching.DEFAULT_MAX_ROWS
     max_len: int | None = None  # None = the model's block_size
     stride: int | None = None  # score: None = max_len // 2
     max_new_tokens: int = 64  # generate
@@ -89,17 +90,17 @@ class ScoreConfig:
     expect_model_hash: str | None = None  # refuse an artifact with another hash; None = any intact one
 
     def __post_init__(self) -> None:
-        if self.task not in S.TASKS:
-            raise ValueError(f"--task must be one of {S.TASKS}, got {self.task!r}")
-        if self.precision not in S.PRECISIONS:
-            raise ValueError(f"--precision must be one of {S.PRECISIONS}, got {self.precision!r}")
+        if self.task not in tasks.TASKS:
+            raise ValueError(f"--task must be one of {tasks.TASKS}, got {self.task!r}")
+        if self.precision not in model_config.PRECISIONS:
+            raise ValueError(f"--precision must be one of {model_config.PRECISIONS}, got {self.precision!r}")
         if self.stream and not self.checkpoint:
             raise ValueError("--stream needs --checkpoint DIR (where the stream records its progress)")
         if not 0.0 <= self.max_error_rate <= 1.0:  # also refuses NaN
             raise ValueError(f"--max-error-rate must be in [0, 1] (a fraction of rows), got {self.max_error_rate}")
 
     def task_options(self) -> dict:
-        """Keyword options of the task's core function (``udfs.scoring.score_texts`` ...)."""
+        """Keyword options of the task's core function (``udfs.tasks.score_texts`` ...)."""
         common = {"max_rows": self.max_rows}
         if self.token_budget is not None:  # else each task's own default (by device for score/embed)
             common["token_budget"] = self.token_budget
@@ -113,7 +114,7 @@ class ScoreConfig:
 
 def output_schema(task: str) -> str:
     """DDL of the output table for ``task``."""
-    return f"{C.DOC_ID} string, {C.CONTENT_HASH} string, {S.SCHEMAS[task]}, {LINEAGE}"
+    return f"{C.DOC_ID} string, {C.CONTENT_HASH} string, {tasks.SCHEMAS[task]}, {LINEAGE}"
 
 
 def describe_model(path: str, expected_hash: str | None = None) -> tuple[str, str]:
@@ -169,7 +170,7 @@ def transform(rows, cfg: ScoreConfig, lineage: dict, keep: tuple[str, ...] = ())
     (and the ``keep`` columns of ``rows``, first, for the caller's bookkeeping)."""
     from pyspark.sql import functions as F
 
-    udf = S.make_task_udf(cfg.task, cfg.model, sub_batch_rows=cfg.sub_batch_rows, expected_hash=lineage[C.MODEL_HASH],
+    udf = inference.make_task_udf(cfg.task, cfg.model, sub_batch_rows=cfg.sub_batch_rows, expected_hash=lineage[C.MODEL_HASH],
                           **cfg.task_options())
     ids = [*keep, C.DOC_ID, C.CONTENT_HASH]
     out = rows.select(*ids, udf(F.col(C.TEXT)).alias("_r")).select(*ids, "_r.*")
@@ -203,10 +204,10 @@ class ModelErrorRateExceeded(RuntimeError):
 
 
 def retryable(error):
-    """Spark column: True where ``error`` is a model failure (`udfs.scoring.is_retryable_error`), else False."""
+    """Spark column: True where ``error`` is a model failure (`udfs.tasks.is_retryable_error`), else False."""
     from pyspark.sql import functions as F
 
-    return F.coalesce(error.startswith(S.MODEL_FAILED + ":"), F.lit(False))
+    return F.coalesce(error.startswith(tasks.MODEL_FAILED + ":"), F.lit(False))
 
 
 def find_todo(spark, rows, cfg: ScoreConfig, model_hash: str, changed: bool = False):
@@ -329,8 +330,8 @@ def build_parser(description: str, stream: bool = True) -> argparse.ArgumentPars
     p.add_argument("--input", help="input Delta table (default: LAKE/gold)")
     p.add_argument("--model", help="model artifact folder (required)")
     p.add_argument("--output", help="output Delta table (default: LAKE/scores)")
-    p.add_argument("--task", choices=S.TASKS)
-    p.add_argument("--precision", choices=S.PRECISIONS, help="score/embed arithmetic (default fp32)")
+    p.add_argument("--task", choices=tasks.TASKS)
+    p.add_argument("--precision", choices=model_config.PRECISIONS, help="score/embed arithmetic (default fp32)")
     for flag, typ in (("--text-col", str), ("--id-col", str), ("--partitions", int), ("--sub-batch-rows", int),
                       ("--token-budget", int), ("--max-rows", int), ("--max-len", int), ("--stride", int),
                       ("--max-new-tokens", int), ("--temperature", float), ("--top-k", int), ("--top-p", float),

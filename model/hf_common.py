@@ -247,7 +247,7 @@ def fill_parameters(
         ignorable: regexes (``re.fullmatch``) of checkpoint keys that are fine to leave unused
             (causal-mask buffers, RoPE frequencies, a tied head stored twice).
         dtype: parameter dtype wanted.
-        device: where the parameters live.
+        device: where the parameters live; ``"meta"`` checks the checkpoint and reads no weight.
 
     Raises:
         HFFolderError: naming missing, unexpected or wrongly shaped tensors, or an unsupported dtype.
@@ -280,6 +280,8 @@ def fill_parameters(
             )
         reader.check_dtype(key)
     model.to(dtype)  # still on meta: nothing is allocated yet
+    if torch.device(device).type == "meta":
+        return  # a check only (the driver validating a folder): no weight is read
     model.to_empty(device=device)
     model.tie_weights()
     params = dict(model.named_parameters())

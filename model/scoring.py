@@ -1,14 +1,18 @@
-"""Pure scoring and embedding functions over a GPT: what the scoring UDF calls per micro-batch.
+"""Inference over a language model at the torch level: per-token log-probs, mean-pooled embeddings,
+right padding and batched decoding. What the inference task cores (``udfs.tasks``) call per micro-batch.
 
 Model inputs are right-padded (B, T) id tensors with a (B, T) mask (1 = real token); padding on the
-right never changes the results for real tokens, because attention is causal.
+right never changes the results for real tokens, because attention is causal. The model is any module
+with ``GPT``'s inference interface: ``hidden_states(idx)``, ``lm_head``, ``generate(...)``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 if TYPE_CHECKING:
@@ -120,3 +124,60 @@ def mean_pooled_embeddings(model: GPT, idx: torch.Tensor, mask: torch.Tensor | N
     h = model.hidden_states(idx).float()  # (B, T, C)
     w = mask.unsqueeze(-1).float()  # (B, T, 1)
     return (h * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)  # (B, C)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of the model's parameters."""
+    return next(model.parameters()).device
+
+
+def pad_right(seqs: Sequence[np.ndarray], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) int64 ids and bool mask, right-padded to the longest sequence (the layout every function here takes).
+
+    Args:
+        seqs: token id arrays, any lengths >= 1.
+        pad_id: id written in the padding (never attended to: attention is causal, padding is on the right).
+        device: where the tensors go.
+    """
+    B, T = len(seqs), max(len(s) for s in seqs)
+    idx = np.full((B, T), pad_id, dtype=np.int64)  # (B, T)
+    mask = np.zeros((B, T), dtype=bool)  # (B, T)
+    for r, s in enumerate(seqs):
+        idx[r, : len(s)] = s
+        mask[r, : len(s)] = True
+    return torch.from_numpy(idx).to(device), torch.from_numpy(mask).to(device)
+
+
+def decode_batch(
+    model: GPT,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    eos_id: int | None = None,
+) -> torch.Tensor:
+    """``GPT.generate`` with one random generator per row (``per_row_seed``), so a row's sample does not
+    depend on its batch.
+
+    Same KV-cache and cropping behaviour as ``GPT.generate``; with a ``seed`` each row draws from its
+    own generator seeded with it, so a row gives the same tokens as ``model.generate(row, seed=seed)``
+    alone, whatever else is in the micro-batch (retries and new rows never change old outputs).
+
+    Args:
+        model: a GPT in eval mode.
+        idx: (B, T) prompt ids, int64, T >= 1, all rows the same length (no padding).
+        max_new_tokens: most tokens to add (>= 0).
+        temperature: 0 = greedy; else softmax temperature.
+        top_k: keep the k most likely tokens; None = all.
+        top_p: nucleus mass in (0, 1]; None = all.
+        seed: per-row generator seed; None = torch's global RNG.
+        eos_id: a row stops after emitting it (later positions hold it); None = never stop early.
+
+    Returns:
+        (B, T + n) ids, prompt included, n <= max_new_tokens.
+    """
+    return model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                          eos_id=eos_id, per_row_seed=True)

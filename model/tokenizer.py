@@ -87,6 +87,12 @@ class TextTokenizer:
         return hashlib.sha256(self._json.encode("utf-8")).hexdigest()
 
     @property
+    def prefix_id(self) -> int:
+        """The context token before a text so its first token is scored: EOS, the document separator
+        the GPT is trained with (the same rule as ``model.hf_folder.HFTokenizer.prefix_id``)."""
+        return self.eos_id
+
+    @property
     def vocab_size(self) -> int:
         """Number of ids, special tokens included (the smallest valid ``GPTConfig.vocab_size``)."""
         return self._tok.get_vocab_size(with_added_tokens=True)

@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from model.checkpoint import (
 from model.config import GPTConfig, TrainConfig
 from model.data import ArrayWindowSource, ParquetWindowSource, WindowLoader
 from model.distributed import all_gather_objects, all_reduce_sum, dist_info, resolve_device
+from model.precision import resolve_precision
 from model.gpt import GPT
 from model.run_log import append_metrics, plot_loss_curve, read_metrics, truncate_metrics
 from model.tokenizer import TextTokenizer
@@ -46,45 +46,6 @@ from model.tokenizer import TextTokenizer
 log = logging.getLogger(__name__)
 
 Source = ParquetWindowSource | ArrayWindowSource
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware, so bf16 autocast is faster than float32.
-
-    On x86 that means AVX512-BF16 or AMX: ``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` alone is not
-    enough there, since it is also True on plain AVX512 CPUs, where oneDNN emulates bf16. Elsewhere
-    (aarch64) the oneDNN check is the hardware check.
-
-    Returns:
-        True for native bf16 support, False otherwise (and when torch cannot tell).
-    """
-    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
-        checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-        return any(bool(check()) for check in checks if check is not None)
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """The precision a run actually uses: ``TrainConfig.precision`` with ``"auto"`` decided for ``device``.
-
-    Args:
-        precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (see ``TrainConfig.precision``).
-        device: the training device; "auto" picks bf16 on CUDA GPUs that support it and on CPUs with
-            native bf16 (``cpu_has_native_bf16``), fp32 everywhere else.
-
-    Returns:
-        ``"fp32"`` or ``"bf16"``.
-    """
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu":
-        return "bf16" if cpu_has_native_bf16() else "fp32"
-    return "fp32"
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

@@ -27,7 +27,7 @@ GIVEN_ID = "given_id"
 
 RAW_PREVIEW_CHARS = 4096
 
-# batch inference (udfs/scoring.py, jobs/score.py, jobs/nightly_score.py)
+# batch inference (udfs/tasks.py, udfs/inference.py, jobs/score.py, jobs/nightly_score.py)
 ERROR = "error"  # null = the row was processed; else why it was not ("null_text", "empty_text", ...)
 SUM_LOGPROB = "sum_logprob"  # nats, sum over the document's tokens
 N_TOKENS = "n_tokens"

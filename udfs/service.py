@@ -1,5 +1,5 @@
 """Request handling of the ``/predict`` HTTP service: pure functions from (method, path, headers, body)
-to (status, JSON document), over the same core functions as the Spark UDFs (``udfs.scoring``).
+to (status, JSON document), over the same core functions as the Spark UDFs (``udfs.tasks``).
 
 No sockets, no threads, no paths here: ``jobs/serve.py`` and ``jobs/httpd.py`` are the HTTP wiring around `handle`.
 
@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from udfs import scoring as S
+from udfs import tasks
 
 if TYPE_CHECKING:
     from model.artifact import Artifact
@@ -88,7 +88,7 @@ class ServiceLimits:
     """
 
     max_body_bytes: int = 1 << 20  # 1 MiB: 64 texts x 8000 chars of JSON, with room to spare
-    max_texts: int = 64  # = udfs.scoring.DEFAULT_MAX_ROWS: one request is at most one full micro-batch plan
+    max_texts: int = 64  # = udfs.batching.DEFAULT_MAX_ROWS: one request is at most one full micro-batch plan
     max_text_chars: int = 8000  # characters per text (Python str length)
     max_new_tokens: int = 256  # generate: upper bound of the max_new_tokens option
     default_max_new_tokens: int = 32  # generate: when the request does not say
@@ -326,8 +326,8 @@ def parse_predict(body: bytes, limits: ServiceLimits) -> PredictRequest:
     task = doc.get("task", "score")
     if not isinstance(task, str):
         raise ServiceError(400, f'"task" must be a string, got {json.dumps(task)}')
-    if task not in S.TASKS:
-        raise ServiceError(422, f"unknown task {task!r}; use one of {list(S.TASKS)}")
+    if task not in tasks.TASKS:
+        raise ServiceError(422, f"unknown task {task!r}; use one of {list(tasks.TASKS)}")
     raw = doc.get("options", {})
     if not isinstance(raw, dict):
         raise ServiceError(400, f'"options" must be a JSON object, got {type(raw).__name__}')
@@ -382,14 +382,14 @@ def predict(art: Artifact, req: PredictRequest) -> dict[str, Any]:
 
     Returns:
         ``{"task", "model_name", "model_hash", "results": [one dict per text, in order]}``; each result
-        has the columns of ``udfs.scoring.SCHEMAS[task]`` (``error`` is set per text, never raised).
+        has the columns of ``udfs.tasks.SCHEMAS[task]`` (``error`` is set per text, never raised).
 
     Raises:
         ServiceError: 422 when the core refuses an option value for this model (``max_len`` above
             block_size, ``stride`` >= ``max_len``).
     """
     try:
-        frame = S.CORES[req.task](art.model, art.tokenizer, pd.Series(req.texts, dtype=object), **req.options)
+        frame = tasks.CORES[req.task](art.model, art.tokenizer, pd.Series(req.texts, dtype=object), **req.options)
     except ValueError as exc:
         raise ServiceError(422, f"bad {req.task} options for this model: {exc}") from None
     return {"task": req.task, **model_info(art), "results": frame_to_records(frame)}
@@ -458,7 +458,7 @@ def handle(
     try:
         route = check_route(method, path)
         if route == HEALTH_PATH:
-            doc = {"status": "ok", **model_info(art), "tasks": list(S.TASKS), "limits": asdict(limits)}
+            doc = {"status": "ok", **model_info(art), "tasks": list(tasks.TASKS), "limits": asdict(limits)}
             if server is not None:
                 doc["server"] = asdict(server)
             if load is not None:

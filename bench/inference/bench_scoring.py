@@ -8,7 +8,7 @@ Every variant scores the same texts with the same random GPT (block 1024, byte-l
 in fp32 unless the row says bf16, one torch thread per process (``torch.set_num_threads(1)`` here, in
 each bare-loop process and in every predict function; our UDF takes ``spark.task.cpus`` = 1):
 
-    a.  bare PyTorch in this process: ``udfs.scoring.score_texts`` with the UDF's own options (same
+    a.  bare PyTorch in this process: ``udfs.tasks.score_texts`` with the UDF's own options (same
         length bucketing, same token-budgeted micro-batches), 1 thread; a_bf16 = bf16 autocast (reference)
     a2. the same loop in 2 processes at once, every other text each (both cores busy, as under local[2])
     a'. (``in_order``) the bare loop in table order, ``--batch-size`` rows per batch, padded to each
@@ -167,7 +167,7 @@ def bench_bare(model_path: Path, texts: list[str], opts: dict, batch_size: int, 
     import torch
 
     from model.artifact import load_artifact
-    from udfs.scoring import score_texts
+    from udfs.tasks import score_texts
 
     torch.set_num_threads(1)
     art = load_artifact(model_path)
@@ -192,7 +192,7 @@ def _bare_worker(model_path: str, texts: list[str], opts: dict, barrier, out) ->
     import torch
 
     from model.artifact import load_artifact
-    from udfs.scoring import score_texts
+    from udfs.tasks import score_texts
 
     torch.set_num_threads(1)
     art = load_artifact(Path(model_path))
@@ -234,7 +234,7 @@ def spark_variants(model_path: Path, opts: dict, batch_sizes: list[int], sorts: 
     from pyspark.sql.functions import pandas_udf
     from pyspark.sql.types import DoubleType
 
-    from udfs.scoring import make_score_udf
+    from udfs.inference import make_score_udf
 
     path = str(model_path)
 

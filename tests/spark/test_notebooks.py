@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.tiny_model import corpus_text, save_tiny_artifact
-from udfs import scoring as S
+from udfs import tasks
 
 NOTEBOOKS = REPO / "notebooks"
 EXPLORE, SCORE = NOTEBOOKS / "01_explore_corpus.ipynb", NOTEBOOKS / "02_score_and_inspect.ipynb"
@@ -112,7 +112,7 @@ def test_score_and_inspect_notebook(tiny_lake, tmp_path, monkeypatch):
                                               "LAKELM_NOTEBOOK_MASTER": "local[1]"})
     torch.set_num_threads(1)
     art = load_artifact(model)
-    want = S.score_texts(art.model, art.tokenizer, pd.Series(gold.text.tolist(), dtype=object))
+    want = tasks.score_texts(art.model, art.tokenizer, pd.Series(gold.text.tolist(), dtype=object))
     want.insert(0, "doc_id", gold.doc_id.tolist())
     want = want.sort_values(["perplexity", "doc_id"])
     assert re.search(r"^scored 6 errors 0 model ", out, flags=re.MULTILINE)

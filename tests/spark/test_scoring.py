@@ -15,8 +15,7 @@ from jobs import nightly_score, score
 from jobs.runs import read_runs
 from tests.tiny_model import mixed_texts, save_tiny_artifact
 from udfs import columns as C
-from udfs import faults
-from udfs import scoring as S
+from udfs import faults, inference, tasks
 
 pytestmark = pytest.mark.spark
 
@@ -45,7 +44,7 @@ def _write_input(spark, path, pdf, mode="overwrite"):
 
 def _expected_scores(art, texts) -> pd.DataFrame:
     """Plain PyTorch, one text at a time (the core with a single text is unbatched and unpadded)."""
-    rows = [S.score_texts(art.model, art.tokenizer, pd.Series([t], dtype=object), max_rows=1).iloc[0] for t in texts]
+    rows = [tasks.score_texts(art.model, art.tokenizer, pd.Series([t], dtype=object), max_rows=1).iloc[0] for t in texts]
     return pd.DataFrame(rows).reset_index(drop=True)
 
 
@@ -69,7 +68,7 @@ def test_score_udf_equals_plain_pytorch_in_row_order(spark, artifact):
     pdf = _texts_frame()
     df = spark.createDataFrame(pdf, "doc_id string, text string")  # slices in order, one per task slot
     assert df.rdd.getNumPartitions() >= 2
-    udf = S.make_score_udf(path, expected_hash=digest, token_budget=64, max_rows=4)
+    udf = inference.make_score_udf(path, expected_hash=digest, token_budget=64, max_rows=4)
     got = df.select("doc_id", "text", udf("text").alias("s")).select("doc_id", "text", "s.*").toPandas()
     assert got.doc_id.tolist() == pdf.doc_id.tolist()  # no shuffle: any reordering would be the UDF's
     want = _expected_scores(art, pdf.text)
@@ -89,7 +88,7 @@ def test_model_loads_at_most_once_per_python_worker(spark, tmp_path):
     logs = tmp_path / "loads"
     texts = (mixed_texts() * 8)[:120]
     df = spark.createDataFrame(_texts_frame(texts), "doc_id string, text string").repartition(6)
-    udf = S.make_score_udf(str(path), load_log_dir=str(logs), sub_batch_rows=3, token_budget=64)
+    udf = inference.make_score_udf(str(path), load_log_dir=str(logs), sub_batch_rows=3, token_budget=64)
     key = "spark.sql.execution.arrow.maxRecordsPerBatch"
     before = spark.conf.get(key)
     spark.conf.set(key, "4")  # ~5 Arrow batches per partition, 6 partitions, 2 queries
@@ -145,7 +144,7 @@ def test_embed_and_generate_tasks(spark, tmp_path, artifact):
     args = ["--task", "generate", "--output", str(tmp_path / "gen"), "--max-new-tokens", "6", "--temperature", "0"]
     assert score.main(_job_args(tmp_path, path, *args)) == 0
     gen = spark.read.format("delta").load(str(tmp_path / "gen")).orderBy(C.DOC_ID).toPandas()
-    want = S.generate_texts(art.model, art.tokenizer, pdf.text, max_new_tokens=6, temperature=0.0)
+    want = tasks.generate_texts(art.model, art.tokenizer, pdf.text, max_new_tokens=6, temperature=0.0)
     assert gen.generated.tolist() == want.generated.tolist() and gen.error.tolist()[1] == "null_text"
     # an output table holding another task's columns is refused before anything is written
     assert score.main(_job_args(tmp_path, path, "--task", "score", "--output", str(tmp_path / "emb"))) == 2
@@ -285,9 +284,9 @@ def test_model_failures_fail_the_run_and_the_next_run_rescores_only_them(spark, 
         "scored": len(pdf), "input_errors": 2, "model_errors": 3, "errors": 5, "written": len(pdf)}
     out = _output(spark, tmp_path)  # what was scored is written, failures included
     assert len(out) == len(pdf) and (out[C.RUN_ID] == first.run_id).all()
-    assert {d for d, e in out[C.ERROR].items() if S.is_retryable_error(e)} == hit
+    assert {d for d, e in out[C.ERROR].items() if tasks.is_retryable_error(e)} == hit
     assert out.loc[sorted(hit), C.ERROR].str.startswith("model_failed: RuntimeError: injected model fault").all()
-    final = {e for e in out[C.ERROR].dropna() if not S.is_retryable_error(e)}
+    final = {e for e in out[C.ERROR].dropna() if not tasks.is_retryable_error(e)}
     assert final == {"empty_text", "null_text"}  # bad input: done, with its reason
 
     monkeypatch.delenv(faults.ENV_MODEL_FAULT)
@@ -298,7 +297,7 @@ def test_model_failures_fail_the_run_and_the_next_run_rescores_only_them(spark, 
         "scored": 3, "retried": 3, "replaced": 3, "written": 3, "model_errors": 0}
     out = _output(spark, tmp_path)
     assert out.index.is_unique and len(out) == len(pdf)
-    assert not any(S.is_retryable_error(e) for e in out[C.ERROR])
+    assert not any(tasks.is_retryable_error(e) for e in out[C.ERROR])
     assert set(out.index[out[C.RUN_ID] == second.run_id]) == hit  # only the failed rows were rescored
     assert (out.drop(index=sorted(hit))[C.RUN_ID] == first.run_id).all()  # the rest, empty text too, kept
     want = _expected_scores(art, pdf.set_index(C.DOC_ID).loc[sorted(hit), C.TEXT])
@@ -323,7 +322,7 @@ def test_nightly_retries_model_failures_under_the_rate_and_keeps_input_errors(sp
     assert {k: second.counts[k] for k in ("new", "changed", "retried", "scored", "inserted", "updated")} == {
         "new": 0, "changed": 0, "retried": 3, "scored": 3, "inserted": 0, "updated": 3}
     out = _output(spark, tmp_path)
-    assert len(out) == len(pdf) and not any(S.is_retryable_error(e) for e in out[C.ERROR])
+    assert len(out) == len(pdf) and not any(tasks.is_retryable_error(e) for e in out[C.ERROR])
     assert set(out.index[out[C.RUN_ID] == second.run_id]) == hit
     assert (out.drop(index=sorted(hit))[C.RUN_ID] == first.run_id).all()
     assert nightly_score.main(_job_args(tmp_path, path)) == 0
@@ -356,7 +355,7 @@ def test_udf_scores_on_gpu_equal_cpu(artifact):
     path, _, art = artifact
     gpu = load_artifact(path, device="cuda")
     texts = pd.Series(mixed_texts())
-    cpu_out = S.score_texts(art.model, art.tokenizer, texts, token_budget=64)
-    gpu_out = S.score_texts(gpu.model, gpu.tokenizer, texts, token_budget=64)
+    cpu_out = tasks.score_texts(art.model, art.tokenizer, texts, token_budget=64)
+    gpu_out = tasks.score_texts(gpu.model, gpu.tokenizer, texts, token_budget=64)
     np.testing.assert_allclose(gpu_out.sum_logprob.astype(float), cpu_out.sum_logprob.astype(float), atol=1e-3)
     assert gpu_out.error.tolist() == cpu_out.error.tolist()

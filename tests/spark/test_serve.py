@@ -23,8 +23,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.tiny_model import save_tiny_artifact
-from udfs import faults
-from udfs import scoring as S
+from udfs import faults, tasks
 
 pytestmark = pytest.mark.slow
 
@@ -121,7 +120,7 @@ def test_score_equals_core(server):
     status, doc, _ = _request(base, "POST", "/predict", {"texts": texts, "task": "score"})
     assert status == 200 and doc["model_hash"] == art.hash
     got = pd.DataFrame(doc["results"])
-    want = S.score_texts(art.model, art.tokenizer, pd.Series(texts, dtype=object))
+    want = tasks.score_texts(art.model, art.tokenizer, pd.Series(texts, dtype=object))
     np.testing.assert_allclose(got.sum_logprob[:2].astype(float), want.sum_logprob[:2], rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(got.perplexity[:2].astype(float), want.perplexity[:2], rtol=1e-5)
     assert got.n_tokens[:2].tolist() == [int(n) for n in want.n_tokens[:2]]

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from jobs import score
-from udfs import scoring as S
+from udfs import batching, tasks
 
 
 def _cfg(*flags):
@@ -17,10 +17,10 @@ def test_defaults_leave_the_budget_to_each_task_and_score_in_fp32():
     cfg = _cfg()
     opts = cfg.task_options()
     assert "token_budget" not in opts and opts["precision"] == "fp32"
-    assert S.score_texts.__kwdefaults__["token_budget"] is None  # by device
+    assert tasks.score_texts.__kwdefaults__["token_budget"] is None  # by device
     gen = _cfg("--task", "generate").task_options()
     assert "precision" not in gen and "token_budget" not in gen
-    assert S.generate_texts.__kwdefaults__["token_budget"] == S.DEFAULT_GENERATE_TOKEN_BUDGET
+    assert tasks.generate_texts.__kwdefaults__["token_budget"] == batching.DEFAULT_GENERATE_TOKEN_BUDGET
 
 
 def test_flags_reach_the_core_options():

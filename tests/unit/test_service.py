@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from udfs import scoring as S
 from udfs import service as V
+from udfs import tasks
 
 LIMITS = V.ServiceLimits(max_body_bytes=1000, max_texts=3, max_text_chars=20, max_new_tokens=16,
                          default_max_new_tokens=4)
@@ -152,7 +152,7 @@ def test_handle_score_equals_core(art):
     texts = ["First Citizen:", "Before we proceed", ""]
     status, doc, _ = _call(art, "POST", "/predict", _body(texts=texts, task="score"))
     assert status == 200 and doc["task"] == "score" and len(doc["results"]) == 3
-    want = S.score_texts(art.model, art.tokenizer, pd.Series(texts, dtype=object))
+    want = tasks.score_texts(art.model, art.tokenizer, pd.Series(texts, dtype=object))
     got = pd.DataFrame(doc["results"])
     np.testing.assert_allclose(got.sum_logprob[:2].astype(float), want.sum_logprob[:2], atol=1e-5)
     assert got.error.tolist() == [None, None, "empty_text"]
