@@ -5,15 +5,22 @@ Pure core: `tokenize_texts` (a batch of texts -> token arrays + per-row errors) 
 (`make_tokenize_udf`; `tokenize_and_pack`, which the job runs through ``mapInArrow`` to tokenise, pack
 and count in one pass, the counts leaving through a Spark accumulator) are thin: the tokenizer is
 loaded once per Python worker and cached by path and file identity.
+
+pandas is imported only by the functions that use it: the packing path (Arrow in, Arrow out) never
+needs it, and importing it cost ~0.6 CPU-s in every Python worker Spark starts.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _TOKENIZERS: dict[tuple, object] = {}
 _EMPTY = np.empty(0, dtype=np.int32)
@@ -37,6 +44,12 @@ def encode_rows(tok, values: list, add_eos: bool = True) -> tuple[list[np.ndarra
     Null and empty texts get ``null_text`` / ``empty_text``; a text the tokenizer refuses gets its
     message (the batch is redone row by row to find it). One ``encode_batch`` call per list otherwise.
     """
+    ids, errors = _encode_lists(tok, values, add_eos)
+    return [None if a is None else np.asarray(a, dtype=np.int32) for a in ids], errors
+
+
+def _encode_lists(tok, values: list, add_eos: bool) -> tuple[list[list[int] | None], list[str | None]]:
+    """`encode_rows` with the ids left as the tokenizer's Python lists (None where a row fails)."""
     ok = [isinstance(t, str) and t != "" for t in values]
     good = [t for t, k in zip(values, ok) if k]
     failures: dict[int, str] = {}
@@ -50,7 +63,9 @@ def encode_rows(tok, values: list, add_eos: bool = True) -> tuple[list[np.ndarra
             except ValueError as exc:
                 encoded.append(None)
                 failures[i] = str(exc)[:200]
-    tokens: list[np.ndarray | None] = []
+    if all(ok) and not failures:  # the usual batch: every row encoded
+        return encoded, [None] * len(values)
+    tokens: list[list[int] | None] = []
     errors: list[str | None] = []
     j = 0
     for t, k in zip(values, ok):
@@ -58,8 +73,7 @@ def encode_rows(tok, values: list, add_eos: bool = True) -> tuple[list[np.ndarra
             tokens.append(None)
             errors.append("empty_text" if isinstance(t, str) else "null_text")
             continue
-        ids = encoded[j]
-        tokens.append(None if ids is None else np.asarray(ids, dtype=np.int32))
+        tokens.append(encoded[j])
         errors.append(failures.get(j))
         j += 1
     return tokens, errors
@@ -77,6 +91,8 @@ def tokenize_texts(tok, texts: pd.Series, add_eos: bool = True) -> pd.DataFrame:
         DataFrame aligned with ``texts``: ``tokens`` (int32 numpy arrays, None on error),
         ``n_tokens`` (int, 0 on error), ``error`` (None when fine).
     """
+    import pandas as pd
+
     tokens, errors = encode_rows(tok, list(texts), add_eos)
     n = [0 if a is None else len(a) for a in tokens]
     return pd.DataFrame({"tokens": tokens, "n_tokens": n, "error": errors}, index=texts.index)
@@ -122,6 +138,8 @@ class WindowPacker:
 
 def distinct_chars(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     """mapInPandas body: the distinct characters (code points) of the ``text`` column, per batch."""
+    import pandas as pd
+
     for batch in batches:
         chars = set()
         for text in batch["text"].dropna():
@@ -143,15 +161,22 @@ def add_stats(a: dict[str, list[int]], b: dict[str, list[int]]) -> dict[str, lis
 
 
 def _windows_batch(window_ids: np.ndarray, split: str, flat: np.ndarray, window: int):
-    """Arrow batch of full windows cut from ``flat`` (len(window_ids) * window tokens), zero-copy."""
+    """Arrow batch of full windows cut from ``flat`` (len(window_ids) * window tokens), zero-copy.
+
+    Built from buffers: ``pa.array`` would make pyarrow import pandas in every worker.
+    """
     import pyarrow as pa
 
+    def buffers_array(typ, n, *buffers):
+        return pa.Array.from_buffers(typ, n, [None, *[pa.py_buffer(b) for b in buffers]])
+
     n = len(window_ids)
-    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * window)
-    tokens = pa.ListArray.from_arrays(offsets, pa.array(flat, type=pa.int32()))
-    splits = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([split])).cast(pa.string())
-    return pa.RecordBatch.from_arrays([pa.array(window_ids, pa.int64()), splits, tokens],
-                                      names=["window_id", "split", "tokens"])
+    name = split.encode("utf-8")
+    offsets = buffers_array(pa.int32(), n + 1, np.arange(n + 1, dtype=np.int32) * window)
+    tokens = pa.ListArray.from_arrays(offsets, buffers_array(pa.int32(), len(flat), np.ascontiguousarray(flat, np.int32)))
+    splits = buffers_array(pa.string(), n, np.arange(n + 1, dtype=np.int32) * len(name), name * n)
+    ids = buffers_array(pa.int64(), n, np.ascontiguousarray(window_ids, np.int64))
+    return pa.RecordBatch.from_arrays([ids, splits, tokens], names=["window_id", "split", "tokens"])
 
 
 def tokenize_and_pack(batches: Iterator, tok, window: int, partition_id: int,
@@ -159,7 +184,8 @@ def tokenize_and_pack(batches: Iterator, tok, window: int, partition_id: int,
     """Tokenise one partition's documents (in their shuffled order) and pack them into windows per split.
 
     One pass does everything the job needs: encoding (one ``encode_batch`` per Arrow batch), packing,
-    and the accounting, so the text is read and tokenised exactly once.
+    and the accounting, so the text is read and tokenised exactly once. The tokenizer's id lists of a
+    batch and split go into one int32 buffer (one ``np.fromiter``), not one array per document.
 
     Args:
         batches: ``pyarrow.RecordBatch`` es with ``split`` (str), ``text`` (str or null) and ``n_bytes``
@@ -182,21 +208,18 @@ def tokenize_and_pack(batches: Iterator, tok, window: int, partition_id: int,
     for batch in batches:
         splits = batch.column("split").to_pylist()
         nbytes = batch.column("n_bytes").to_pylist()
-        tokens, _ = encode_rows(tok, batch.column("text").to_pylist(), add_eos=True)
+        tokens, _ = _encode_lists(tok, batch.column("text").to_pylist(), add_eos=True)
         for split in dict.fromkeys(splits):
             st = stats.setdefault(split, [0] * len(STAT_FIELDS))
-            arrays = []
-            for a, s, nb in zip(tokens, splits, nbytes):
-                if s != split:
-                    continue
-                if a is None:
-                    st[1] += 1
-                else:
-                    arrays.append(a)
-                    st[0] += 1
-                    st[2] += len(a)
-                    st[3] += nb or 0
-            full = packers.setdefault(split, WindowPacker(window)).add(arrays)  # (n, window)
+            mine = [(a, nb) for a, s, nb in zip(tokens, splits, nbytes) if s == split]
+            docs = [a for a, _ in mine if a is not None]  # the id lists of the documents that encoded
+            n_tokens = sum(map(len, docs))
+            st[0] += len(docs)
+            st[1] += len(mine) - len(docs)
+            st[2] += n_tokens
+            st[3] += sum(nb or 0 for a, nb in mine if a is not None)
+            flat = np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int32, count=n_tokens)
+            full = packers.setdefault(split, WindowPacker(window)).add([flat])  # (n, window)
             if len(full):
                 n0 = counters.get(split, 0)
                 counters[split] = n0 + len(full)
@@ -212,12 +235,14 @@ def make_tokenize_udf(tokenizer_path: str, add_eos: bool = True):
     The tokenizer loads once per Python worker (`load_tokenizer_cached`); each Arrow batch is
     encoded with one ``encode_batch`` call (Rust, parallel). Rows map 1:1 and keep their order.
     """
+    import pandas as pd
     from pyspark.sql.functions import pandas_udf
 
-    @pandas_udf("tokens array<int>, n_tokens int, error string")
-    def tokenize(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+    def tokenize(batches):
         tok = load_tokenizer_cached(tokenizer_path)
         for texts in batches:
             yield tokenize_texts(tok, texts, add_eos=add_eos).reset_index(drop=True)
 
-    return tokenize
+    # the hints pandas_udf reads, as objects: pandas is not a module global here (see the module doc)
+    tokenize.__annotations__ = {"batches": Iterator[pd.Series], "return": Iterator[pd.DataFrame]}
+    return pandas_udf("tokens array<int>, n_tokens int, error string")(tokenize)
