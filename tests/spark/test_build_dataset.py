@@ -187,3 +187,18 @@ def test_stratified_split_cuts_val_within_each_stratum(spark):
     assert rule["docs"] == {"train": 66, "val": 7} and not rule["forced_val"]
     assert {(s["values"]["source"], s["values"]["lang"]): s["val"] for s in rule["strata"]} == {
         ("web", "en"): 4, ("books", "en"): 2, ("web", "cs"): 0, ("web", None): 1}
+
+
+def test_tokenize_udf_encodes_each_row(spark, tmp_path):
+    # make_tokenize_udf declares its pandas type hints itself (pandas is not a module global in udfs.tokenize)
+    from model.tokenizer import char_level_tokenizer
+    from udfs.tokenize import make_tokenize_udf
+
+    tok = char_level_tokenizer("abc ")
+    path = str(tmp_path / "tokenizer.json")
+    tok.save(path)
+    df = spark.createDataFrame([("ab c",), (None,), ("",), ("cab",)], "text string")
+    got = df.select(make_tokenize_udf(path)("text").alias("t")).select("t.*").collect()
+    assert [r.tokens for r in got] == [tok.encode("ab c", True), None, None, tok.encode("cab", True)]
+    assert [r.n_tokens for r in got] == [5, 0, 0, 4]
+    assert [r.error for r in got] == [None, "null_text", "empty_text", None]
