@@ -118,28 +118,22 @@ def output_schema(task: str) -> str:
 
 
 def describe_model(path: str, expected_hash: str | None = None) -> tuple[str, str]:
-    """(model_name, model_hash) of a verified artifact; model_name = lineage ``model_name`` or the folder name.
+    """(model_name, model_hash) of a lakelm artifact or a local Hugging Face folder, checked whole on the
+    driver before any row is scored (``model.loading.describe_model``).
 
     Raises:
-        cli.UsageError: if the artifact is damaged, or its hash is not ``expected_hash`` (None = any).
+        cli.UsageError: if the folder is neither kind, is damaged or cannot run natively (pickle-only
+            weights, an unknown model_type, wrong shapes...), or its hash is not ``expected_hash``.
     """
-    import os
-
-    from model.artifact import (
-        ArtifactHashMismatch,
-        ArtifactIntegrityError,
-        verify_artifact,
-    )
+    from model.artifact import ArtifactHashMismatch, ArtifactIntegrityError
+    from model.loading import describe_model as check
 
     try:
-        digest = verify_artifact(path, expected_hash)
-        with open(os.path.join(path, "metadata.json"), encoding="utf-8") as f:
-            lineage = json.load(f).get("lineage") or {}
+        return check(path, expected_hash)
     except ArtifactHashMismatch as exc:
         raise cli.UsageError(f"--model {path!r} is not the model of --expect-model-hash: {exc}") from exc
-    except (ArtifactIntegrityError, OSError, ValueError) as exc:
-        raise cli.UsageError(f"--model {path!r} is not a valid artifact: {exc}") from exc
-    return str(lineage.get("model_name") or os.path.basename(os.path.normpath(path))), digest
+    except (ArtifactIntegrityError, OSError, ValueError) as exc:  # HFFolderError, ModelFolderError: ValueError
+        raise cli.UsageError(f"--model {path!r} cannot be used: {exc}") from exc
 
 
 def prepare(df, cfg: ScoreConfig):
@@ -328,7 +322,8 @@ def build_parser(description: str, stream: bool = True) -> argparse.ArgumentPars
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--config", help="JSON file of ScoreConfig fields; flags override it")
     p.add_argument("--input", help="input Delta table (default: LAKE/gold)")
-    p.add_argument("--model", help="model artifact folder (required)")
+    p.add_argument("--model", help="model: a lakelm artifact folder or a local Hugging Face folder (gpt2, llama, "
+                   "mistral, qwen2; safetensors weights) (required)")
     p.add_argument("--output", help="output Delta table (default: LAKE/scores)")
     p.add_argument("--task", choices=tasks.TASKS)
     p.add_argument("--precision", choices=model_config.PRECISIONS, help="score/embed arithmetic (default fp32)")
@@ -341,7 +336,8 @@ def build_parser(description: str, stream: bool = True) -> argparse.ArgumentPars
                    help="fail (exit 1, after writing) when more than this fraction of rows fails in the model "
                         "(default 0.01); those rows are retried by the next run")
     p.add_argument("--expect-model-hash", metavar="HASH",
-                   help="refuse (exit 2) unless the artifact's hash (sha256 of its manifest.json) is HASH")
+                   help="refuse (exit 2) unless the model's hash is HASH (an artifact: sha256 of its manifest.json; "
+                   "a Hugging Face folder: sha256 of its config, weights and tokenizer files)")
     if stream:
         p.add_argument("--stream", action="store_true", default=None, help="read the input as a Delta stream")
         p.add_argument("--checkpoint", help="streaming checkpoint folder (with --stream)")
@@ -359,7 +355,7 @@ def build_config(args) -> ScoreConfig:
     for name, table in (("input", "gold"), ("output", "scores")):
         overrides[name] = cli.resolve_table(overrides.get(name) or base.get(name), args.lake, table, f"--{name}")
     if not (overrides.get("model") or base.get("model")):
-        raise cli.UsageError("--model ARTIFACT is required")
+        raise cli.UsageError("--model MODEL_FOLDER is required")
     return cli.load_config_file(args.config, ScoreConfig, overrides)
 
 

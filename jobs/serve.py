@@ -46,9 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     ``ServerLimits`` field."""
     d, sd = service.ServiceLimits(), service.ServerLimits()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, help="model artifact folder")
+    p.add_argument("--model", required=True, help="a lakelm artifact folder or a local Hugging Face folder")
     p.add_argument("--expect-model-hash", metavar="HASH",
-                   help="refuse to start (exit 2) unless the artifact's hash (sha256 of manifest.json) is HASH")
+                   help="refuse to start (exit 2) unless the model's hash (an artifact: sha256 of manifest.json; "
+                   "a Hugging Face folder: model.hf_folder.folder_hash) is HASH")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 = every interface)")
     p.add_argument("--port", type=int, default=8000, help="port; 0 = any free port (printed at start)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    from model.artifact import ArtifactIntegrityError, load_artifact
+    from model.artifact import ArtifactIntegrityError
+    from model.loading import load_model
 
     try:
         if args.threads < 1:
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
             idle_timeout_s=args.idle_timeout, retry_after_s=args.retry_after)
         torch.set_num_threads(args.threads)
-        art = load_artifact(args.model, expected_hash=args.expect_model_hash)
+        art = load_model(args.model, expected_hash=args.expect_model_hash)
     except (ArtifactIntegrityError, OSError, ValueError) as exc:
         log.error("cannot serve: %s", exc)
         return cli.EXIT_USAGE
