@@ -4,7 +4,7 @@
         --input lake/gold --model models/m1 --task score --output lake/scores \\
         [--text-col text] [--id-col doc_id] [--lake lake] [--stream --checkpoint DIR] [--config f.json] \\
         [--token-budget N] [--precision fp32|bf16|auto] [--max-rows 64] [--max-len N] [--stride N] \\
-        [--max-new-tokens 64] [--max-error-rate 0.01] [--expect-model-hash HASH] ...
+        [--max-new-tokens 64] [--pooling mean|cls] [--normalize] [--max-error-rate 0.01] [--expect-model-hash HASH] ...
 
 Reads the input at its latest Delta version and writes one row per (doc_id, model_hash) with the
 task's outputs (see ``udfs.tasks``), ``content_hash`` of the text and lineage (model_name,
@@ -84,6 +84,8 @@ class ScoreConfig:
     top_p: float | None = None
     seed: int | None = 0  # generate: per-row seed, so outputs do not depend on batching
     precision: str = "fp32"  # score/embed: fp32 | bf16 | auto (bf16 where the hardware has it)
+    pooling: str = "mean"  # embed: mean | cls (cls: text encoders only, the sentence-transformers [CLS] vector)
+    normalize: bool = False  # embed: L2-normalise each embedding (dot product = cosine similarity)
     # model failures / rows sent to the model, over which the run fails (exit 1, after writing); one
     # OOM row in a hundred is noise, more is a broken model or device worth a page
     max_error_rate: float = 0.01
@@ -94,6 +96,8 @@ class ScoreConfig:
             raise ValueError(f"--task must be one of {tasks.TASKS}, got {self.task!r}")
         if self.precision not in model_config.PRECISIONS:
             raise ValueError(f"--precision must be one of {model_config.PRECISIONS}, got {self.precision!r}")
+        if self.pooling not in tasks.POOLINGS:
+            raise ValueError(f"--pooling must be one of {tasks.POOLINGS}, got {self.pooling!r}")
         if self.stream and not self.checkpoint:
             raise ValueError("--stream needs --checkpoint DIR (where the stream records its progress)")
         if not 0.0 <= self.max_error_rate <= 1.0:  # also refuses NaN
@@ -107,7 +111,8 @@ class ScoreConfig:
         if self.task == "score":
             return {**common, "max_len": self.max_len, "stride": self.stride, "precision": self.precision}
         if self.task == "embed":
-            return {**common, "max_len": self.max_len, "precision": self.precision}
+            return {**common, "max_len": self.max_len, "precision": self.precision, "pooling": self.pooling,
+                    "normalize": self.normalize}
         return {**common, "max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
                 "top_k": self.top_k, "top_p": self.top_p, "seed": self.seed}
 
@@ -117,19 +122,20 @@ def output_schema(task: str) -> str:
     return f"{C.DOC_ID} string, {C.CONTENT_HASH} string, {tasks.SCHEMAS[task]}, {LINEAGE}"
 
 
-def describe_model(path: str, expected_hash: str | None = None) -> tuple[str, str]:
+def describe_model(path: str, expected_hash: str | None = None, task: str | None = None) -> tuple[str, str]:
     """(model_name, model_hash) of a lakelm artifact or a local Hugging Face folder, checked whole on the
     driver before any row is scored (``model.loading.describe_model``).
 
     Raises:
-        cli.UsageError: if the folder is neither kind, is damaged or cannot run natively (pickle-only
-            weights, an unknown model_type, wrong shapes...), or its hash is not ``expected_hash``.
+        cli.UsageError: if the folder is neither kind, is damaged or cannot run (pickle-only weights, an
+            unknown model_type, wrong shapes...), its hash is not ``expected_hash``, or it is a text
+            encoder and ``task`` is not embed.
     """
     from model.artifact import ArtifactHashMismatch, ArtifactIntegrityError
     from model.loading import describe_model as check
 
     try:
-        return check(path, expected_hash)
+        return check(path, expected_hash, task)
     except ArtifactHashMismatch as exc:
         raise cli.UsageError(f"--model {path!r} is not the model of --expect-model-hash: {exc}") from exc
     except (ArtifactIntegrityError, OSError, ValueError) as exc:  # HFFolderError, ModelFolderError: ValueError
@@ -279,7 +285,7 @@ def score_new(spark, rows, cfg: ScoreConfig, lineage: dict, counts: dict) -> Non
 
 def run(spark, cfg: ScoreConfig, record) -> None:
     """The job body (``cli.run_job`` records it): check the model and tables, score, MERGE, count."""
-    model = describe_model(cfg.model, cfg.expect_model_hash)
+    model = describe_model(cfg.model, cfg.expect_model_hash, cfg.task)
     version = table_version(spark, cfg.input)
     if version is None:
         raise cli.UsageError(f"--input {cfg.input} is not a Delta table")
@@ -323,10 +329,16 @@ def build_parser(description: str, stream: bool = True) -> argparse.ArgumentPars
     p.add_argument("--config", help="JSON file of ScoreConfig fields; flags override it")
     p.add_argument("--input", help="input Delta table (default: LAKE/gold)")
     p.add_argument("--model", help="model: a lakelm artifact folder or a local Hugging Face folder (gpt2, llama, "
-                   "mistral, qwen2; safetensors weights) (required)")
+                   "mistral, qwen2 natively; other causal LMs and text encoders with lakelm[hf]; safetensors "
+                   "weights) (required)")
     p.add_argument("--output", help="output Delta table (default: LAKE/scores)")
     p.add_argument("--task", choices=tasks.TASKS)
     p.add_argument("--precision", choices=model_config.PRECISIONS, help="score/embed arithmetic (default fp32)")
+    p.add_argument("--pooling", choices=tasks.POOLINGS,
+                   help="embed: mean of the final hidden states over the text (default), or cls: the [CLS] "
+                   "position of a text encoder (BERT-style models only)")
+    p.add_argument("--normalize", action="store_true", default=None,
+                   help="embed: L2-normalise each embedding (unit length; dot product = cosine similarity)")
     for flag, typ in (("--text-col", str), ("--id-col", str), ("--partitions", int), ("--sub-batch-rows", int),
                       ("--token-budget", int), ("--max-rows", int), ("--max-len", int), ("--stride", int),
                       ("--max-new-tokens", int), ("--temperature", float), ("--top-k", int), ("--top-p", float),

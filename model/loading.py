@@ -6,8 +6,13 @@ through this module, which tells the two apart by their files:
 - a **lakelm artifact** (model/artifact.py) has ``manifest.json``; its hash is ``artifact_hash``
   (sha256 of the manifest, which lists the sha256 of every file);
 - a **Hugging Face folder** has a ``config.json`` with a ``model_type``; it runs natively when that
-  is ``gpt2``, ``llama``, ``mistral`` or ``qwen2`` (model/hf_load.py), and its hash is
-  ``model.hf_folder.folder_hash`` (sha256 over config, weights and tokenizer files).
+  is ``gpt2``, ``llama``, ``mistral`` or ``qwen2`` (model/hf_load.py), any other causal LM or text
+  encoder (BERT, RoBERTa, XLM-R...) runs through ``transformers`` when the ``lakelm[hf]`` extra is
+  installed (model/hf_transformers.py), and its hash is ``model.hf_folder.folder_hash`` (sha256 over
+  config, weights and tokenizer files).
+
+``Artifact.metadata["kind"]`` says what the model can do: ``"causal_lm"`` (score, embed, generate) or
+``"encoder"`` (embed only); `describe_model` with a ``task`` refuses an encoder for score/generate.
 
 Either way the result is an ``Artifact`` (model in eval mode, tokenizer, hash, path, metadata with
 ``lineage.model_name``), and the model has ``GPT``'s inference interface, so the scoring code never
@@ -29,7 +34,9 @@ import torch
 
 from model.artifact import MANIFEST, Artifact, artifact_hash, load_artifact, verify_artifact
 
-__all__ = ["ModelFolderError", "cache_key", "describe_model", "is_artifact", "load_model"]
+__all__ = ["ENCODER_TASKS", "ModelFolderError", "cache_key", "describe_model", "is_artifact", "load_model"]
+
+ENCODER_TASKS = ("embed",)  # what a text encoder (no language-model head) can do
 
 
 class ModelFolderError(ValueError):
@@ -56,7 +63,41 @@ def _kind(path: str | os.PathLike) -> str:
     )
 
 
-def describe_model(path: str | os.PathLike, expected_hash: str | None = None) -> tuple[str, str]:
+def _load_hf(path: str | os.PathLike, device, expected_hash: str | None) -> tuple:
+    """``(model, tokenizer, hash, kind)`` of a Hugging Face folder: native, else through transformers.
+
+    On the ``"meta"`` device nothing is loaded (the model is None): the driver's full check of the folder.
+    """
+    from model.hf_folder import HFFolderError, folder_hash, read_hf_folder
+    from model.hf_load import NATIVE_MODEL_TYPES, load_hf_model
+    from model.hf_transformers import check_transformers_folder, load_transformers_model, require_transformers
+
+    folder = read_hf_folder(path)
+    if folder.model_type in NATIVE_MODEL_TYPES:
+        return (*load_hf_model(path, device=device, expected_hash=expected_hash), "causal_lm")
+    try:
+        require_transformers()
+    except HFFolderError as e:
+        raise HFFolderError(
+            f"{folder.root}: model_type {folder.model_type!r} has no native implementation "
+            f"(native: {', '.join(NATIVE_MODEL_TYPES)}); {e}"
+        ) from e
+    if torch.device(device).type != "meta":
+        model, tok, digest = load_transformers_model(path, device=device, expected_hash=expected_hash)
+        return model, tok, digest, model.kind
+    digest = folder_hash(folder)
+    if expected_hash is not None and digest != expected_hash.strip().lower():
+        raise HFFolderError(
+            f"model folder {folder.root} has hash {digest}, but {expected_hash.strip()} was expected; "
+            "it is another model: check the path, or the hash recorded when it was scored"
+        )
+    cfg, tok = check_transformers_folder(folder)
+    return None, tok, digest, cfg.kind
+
+
+def describe_model(
+    path: str | os.PathLike, expected_hash: str | None = None, task: str | None = None
+) -> tuple[str, str]:
     """Check a model folder completely, without loading its weights: ``(model_name, model_hash)``.
 
     What the driver runs before any row is scored. An artifact is verified against its manifest; a
@@ -66,6 +107,8 @@ def describe_model(path: str | os.PathLike, expected_hash: str | None = None) ->
     Args:
         path: an artifact or a Hugging Face folder.
         expected_hash: refuse unless the model's hash is this; None = any intact model.
+        task: ``"score"``, ``"embed"`` or ``"generate"``: refuse a model that cannot do it (an encoder
+            only embeds); None = no task check.
 
     Returns:
         ``model_name`` (an artifact's lineage ``model_name``, else the folder's name) and its hash.
@@ -74,8 +117,9 @@ def describe_model(path: str | os.PathLike, expected_hash: str | None = None) ->
         ModelFolderError: neither kind of folder.
         model.artifact.ArtifactHashMismatch: an artifact whose hash is not ``expected_hash``.
         model.artifact.ArtifactIntegrityError: an artifact that does not match its manifest.
-        model.hf_folder.HFFolderError: a Hugging Face folder that cannot run natively (with the reason),
-            or whose hash is not ``expected_hash``.
+        model.hf_folder.HFFolderError: a Hugging Face folder that cannot run (with the reason: no native
+            implementation and transformers missing, pickle weights...), whose hash is not
+            ``expected_hash``, or an encoder given a ``task`` other than embed.
     """
     name = os.path.basename(os.path.normpath(str(path)))
     if _kind(path) == "lakelm":
@@ -85,10 +129,19 @@ def describe_model(path: str | os.PathLike, expected_hash: str | None = None) ->
         with open(os.path.join(path, "metadata.json"), encoding="utf-8") as f:
             lineage = json.load(f).get("lineage") or {}
         return str(lineage.get("model_name") or name), digest
-    from model.hf_load import load_hf_model
-
-    _model, _tok, digest = load_hf_model(path, device="meta", expected_hash=expected_hash)
+    _model, _tok, digest, kind = _load_hf(path, "meta", expected_hash)
+    _check_task(path, kind, task)
     return name, digest
+
+
+def _check_task(path, kind: str, task: str | None) -> None:
+    if task is not None and kind == "encoder" and task not in ENCODER_TASKS:
+        from model.hf_folder import HFFolderError
+
+        raise HFFolderError(
+            f"{path} is a text encoder (no language-model head): it can only embed, not {task}; "
+            "use --task embed, or a causal language model"
+        )
 
 
 def cache_key(path: str | os.PathLike) -> str:
@@ -120,19 +173,22 @@ def load_model(
         expected_hash: refuse unless the model's hash is this; None = any.
 
     Returns:
-        An ``Artifact``; for a Hugging Face folder ``config`` is the native model's config and
-        ``metadata`` is ``{"format": "hf", "model_type": ..., "lineage": {"model_name": <folder name>}}``.
+        An ``Artifact``; for a Hugging Face folder ``config`` is the model's config and ``metadata`` is
+        ``{"format": "hf", "model_type": ..., "kind": "causal_lm" | "encoder", "lineage": {"model_name":
+        <folder name>}}``; an artifact's metadata gets ``"kind": "causal_lm"``.
 
     Raises:
         The errors of `describe_model`.
     """
     if _kind(path) == "lakelm":
-        return load_artifact(path, device, expected_hash)
+        art = load_artifact(path, device, expected_hash)
+        art.metadata.setdefault("kind", "causal_lm")
+        return art
     from model.hf_folder import read_hf_folder
-    from model.hf_load import load_hf_model
 
-    model, tok, digest = load_hf_model(path, device=device, expected_hash=expected_hash)
+    model, tok, digest, kind = _load_hf(path, device, expected_hash)
     name = os.path.basename(os.path.normpath(str(path)))
-    meta = {"format": "hf", "model_type": read_hf_folder(path).model_type, "lineage": {"model_name": name}}
+    meta = {"format": "hf", "model_type": read_hf_folder(path).model_type, "kind": kind,
+            "lineage": {"model_name": name}}
     return Artifact(model=model, tokenizer=tok, config=model.config, metadata=meta, hash=digest, path=str(path))
 

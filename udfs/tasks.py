@@ -209,6 +209,37 @@ def score_texts(
     )
 
 
+POOLINGS = ("mean", "cls")  # embed_texts pooling: mean over real tokens, or the [CLS] position (encoders)
+
+
+def _is_encoder(model) -> bool:
+    return getattr(model, "kind", "causal_lm") == "encoder"
+
+
+def _check_pooling(model, pooling: str) -> None:
+    """Refuse a pooling the model cannot do: unknown names, and ``cls`` on a causal LM."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if pooling == "cls" and not _is_encoder(model):
+        raise ValueError(
+            "pooling 'cls' needs a text encoder (BERT-style, with a [CLS] token); a causal language model "
+            "has none: use pooling 'mean'"
+        )
+
+
+def _pooled_embeddings(model, idx, mask, pooling: str, normalize: bool):
+    """(B, C) embeddings of right-padded ``idx``/``mask`` (B, T), L2-normalised when ``normalize``."""
+    import torch.nn.functional as F
+
+    from model.scoring import mean_pooled_embeddings
+
+    if _is_encoder(model):
+        emb = model.embed(idx, mask, pooling=pooling)  # (B, C)
+    else:
+        emb = mean_pooled_embeddings(model, idx, mask)  # (B, C)
+    return F.normalize(emb.float(), p=2, dim=-1) if normalize else emb
+
+
 def embed_texts(
     model: GPT,
     tok: TextTokenizer,
@@ -218,27 +249,40 @@ def embed_texts(
     max_len: int | None = None,
     max_rows: int | None = DEFAULT_MAX_ROWS,
     precision: str = "fp32",
+    pooling: str = "mean",
+    normalize: bool = False,
 ) -> pd.DataFrame:
-    """Mean-pooled final hidden states of each text (``model.scoring.mean_pooled_embeddings``).
+    """Pooled final hidden states of each text: one vector per row.
 
+    A causal LM (our GPT, native or transformers-backed Hugging Face models) averages its final hidden
+    states over the text's tokens (``model.scoring.mean_pooled_embeddings``). A text encoder (BERT,
+    RoBERTa... through transformers, ``model.kind == "encoder"``) adds its ``[CLS]``/``[SEP]`` specials
+    and pools as sentence-transformers does: ``mean`` over the attention mask or the ``cls`` position.
     Texts longer than ``max_len`` tokens keep their first ``max_len`` tokens (``truncated`` = True).
 
     Args:
-        model: a GPT in eval mode, on any device.
+        model: a GPT in eval mode, on any device, or a ``model.hf_transformers.TransformersEncoder``.
         tok: its tokenizer.
         texts: one text per row; None/NaN and "" are reported in ``error``.
         token_budget: most ``rows x padded_tokens`` per forward pass; None = by device.
-        max_len: most tokens embedded per text, in ``[1, block_size]``; None = block_size.
+        max_len: most tokens embedded per text (specials not counted), in ``[1, block_size]``; None =
+            block_size.
         max_rows: most rows per forward pass; None = only the budget limits it.
         precision: ``"fp32"``, ``"bf16"`` or ``"auto"``, as in `score_texts`.
+        pooling: ``"mean"`` (default) or ``"cls"`` (encoders only: a causal LM has no [CLS] token).
+        normalize: L2-normalise each embedding (unit length, so dot product = cosine similarity).
 
     Returns:
-        DataFrame with ``texts``' index and columns ``embedding`` (float32 array of n_embd, not
-        normalised), ``n_tokens`` (tokens embedded), ``truncated`` and ``error``.
+        DataFrame with ``texts``' index and columns ``embedding`` (float32 array of the hidden size,
+        unit length when ``normalize``), ``n_tokens`` (text tokens embedded), ``truncated`` and ``error``.
+
+    Raises:
+        ValueError: an unknown ``pooling``, ``"cls"`` on a causal LM, or ``max_len`` out of range.
     """
     from model.precision import autocast_for
-    from model.scoring import mean_pooled_embeddings, model_device, pad_right
+    from model.scoring import model_device, pad_right
 
+    _check_pooling(model, pooling)
     block = model.config.block_size
     max_len = block if max_len is None else max_len
     if not 1 <= max_len <= block:
@@ -256,7 +300,7 @@ def embed_texts(
     def forward(batch: np.ndarray) -> None:
         idx, mask = pad_right([items[j] for j in batch], tok.pad_id, device)
         with autocast():
-            emb = mean_pooled_embeddings(model, idx, mask)
+            emb = _pooled_embeddings(model, idx, mask, pooling, normalize)
         emb = emb.float().cpu().numpy()  # (B, C)
         for r, j in enumerate(batch):
             out[rows[j]] = emb[r].astype(np.float32)

@@ -26,7 +26,7 @@ def test_defaults_leave_the_budget_to_each_task_and_score_in_fp32():
 def test_flags_reach_the_core_options():
     opts = _cfg("--task", "embed", "--precision", "bf16", "--token-budget", "512").task_options()
     assert opts["precision"] == "bf16" and opts["token_budget"] == 512
-    assert set(opts) <= {"token_budget", "max_rows", "max_len", "precision"}
+    assert set(opts) <= {"token_budget", "max_rows", "max_len", "precision", "pooling", "normalize"}
 
 
 def test_bad_precision_from_a_config_file_is_refused(tmp_path):
