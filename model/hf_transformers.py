@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from model.hf_common import check_sequence_length
 from model.hf_common import generate as _generate
@@ -163,8 +163,17 @@ def _specials(tok: HFTokenizer) -> tuple[list[int], list[int]]:
     return ids[:head], ids[len(ids) - tail :]
 
 
+def _unused_ok(kind: str, name: str) -> bool:
+    """Parameters an embedding never reads, so a checkpoint may lack them (BERT's pooler: sentence
+    encoders are often saved from a masked-LM head that has none; transformers then initialises it)."""
+    return kind == ENCODER and name.startswith("pooler.")
+
+
 def check_transformers_folder(folder: HFFolder) -> tuple[TransformersConfig, HFTokenizer]:
     """Check a non-native folder without reading its weights: config, kind, tokenizer, on-disk dtypes.
+
+    Tensor names and shapes are checked when transformers loads the weights (`load_transformers_model`),
+    not here: transformers renames and merges checkpoint tensors per architecture and version.
 
     Args:
         folder: from ``read_hf_folder``.
@@ -216,7 +225,10 @@ class TransformersCausalLM(nn.Module):
         super().__init__()
         self.hf = hf
         self.config = config
-        self.lm_head = hf.get_output_embeddings()  # (V, C) projection the checkpoint's logits come from
+        head = hf.get_output_embeddings()  # (V, C) projection the checkpoint's logits come from
+        if not isinstance(head, nn.Linear):
+            raise HFFolderError(f"{config.model_type}: the model exposes no linear output layer to score with")
+        self.lm_head = head
 
     def new_kv_cache(self, batch_size: int, capacity: int, device: torch.device, dtype: torch.dtype) -> _PastKeyValues:
         """An empty cache for up to ``capacity`` positions (transformers allocates as it decodes)."""
@@ -353,7 +365,9 @@ def load_transformers_model(
         ``TransformersEncoder`` (its ``kind`` says which) in eval mode.
 
     Raises:
-        HFFolderError: the checks of `check_transformers_folder`, a hash mismatch, or a load failure.
+        HFFolderError: the checks of `check_transformers_folder`, a hash mismatch, a tensor the
+            architecture needs that the checkpoint lacks (transformers would initialise it at random), a
+            tensor of another shape, or another load failure.
     """
     folder = read_hf_folder(path)
     if dtype not in (torch.float32, torch.bfloat16, torch.float16):
@@ -368,9 +382,18 @@ def load_transformers_model(
     transformers = require_transformers()
     auto = transformers.AutoModelForCausalLM if cfg.kind == CAUSAL_LM else transformers.AutoModel
     try:
-        hf = auto.from_pretrained(str(folder.root), local_files_only=True, use_safetensors=True, dtype=dtype)
+        hf, info = auto.from_pretrained(
+            str(folder.root), local_files_only=True, use_safetensors=True, dtype=dtype, output_loading_info=True
+        )
     except (ValueError, KeyError, OSError, RuntimeError) as e:
         raise HFFolderError(f"{folder.root}: transformers cannot load this {folder.model_type!r} model: {e}") from e
+    # transformers initialises missing weights at random and only warns: a model that would score noise
+    missing = sorted(k for k in info.get("missing_keys") or () if not _unused_ok(cfg.kind, k))
+    if missing:
+        raise HFFolderError(
+            f"{folder.root}: checkpoint lacks {len(missing)} tensor(s) the config calls for, e.g. {missing[:5]}; "
+            "config.json and the weights do not describe the same model"
+        )
     hf = hf.to(device).eval()
     if cfg.kind == CAUSAL_LM:
         model: nn.Module = TransformersCausalLM(hf, cfg)

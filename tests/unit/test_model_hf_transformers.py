@@ -219,3 +219,67 @@ def test_pooling_and_normalize_flags_reach_embed():
         cfg("--pooling", "max")
     with pytest.raises(ValueError, match="--pooling must be one of"):
         score_job.ScoreConfig(input="i", model="m", output="o", task="embed", pooling="max")
+
+
+def test_encoder_saved_with_a_masked_lm_head_embeds_the_same(bert, tmp_path):
+    path, ref, tok = bert
+    mlm = transformers.BertForMaskedLM(ref.config)
+    mlm.bert.load_state_dict(ref.state_dict(), strict=False)  # same encoder; a checkpoint of bert.* keys, no pooler
+    mlm.save_pretrained(tmp_path / "mlm", safe_serialization=True)
+    tok.save(str(tmp_path / "mlm" / "tokenizer.json"))
+    art = load_model(tmp_path / "mlm")
+    assert art.metadata["kind"] == "encoder"  # architectures BertForMaskedLM, model_type bert
+    want, _ = _reference_embeddings(ref, tok, SHORT)
+    got = np.stack(embed_texts(art.model, art.tokenizer, pd.Series(SHORT))["embedding"].tolist())
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def _edit(path: Path, edit) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(path / "model.safetensors")
+    edit(tensors)
+    save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
+
+
+def _set_config(path: Path, **changes) -> None:
+    cfg = json.loads((path / "config.json").read_text())
+    cfg.update(changes)
+    (path / "config.json").write_text(json.dumps(cfg))
+
+
+BROKEN = {
+    "missing_tensor": (
+        lambda p: _edit(p, lambda t: t.pop("gpt_neox.layers.1.mlp.dense_4h_to_h.weight")),
+        r"lacks 1 tensor\(s\) the config calls for, e.g. \['gpt_neox.layers.1.mlp.dense_4h_to_h.weight'\]",
+    ),
+    "wrong_shape": (
+        lambda p: _edit(p, lambda t: t.update({"gpt_neox.layers.0.mlp.dense_h_to_4h.weight": torch.zeros(48, 32)})),
+        "transformers cannot load this 'gpt_neox' model",
+    ),
+    "pickle_only": (
+        lambda p: (p / "model.safetensors").rename(p / "pytorch_model.bin"),
+        "only pickle weights",
+    ),
+    "softcapped_logits": (
+        lambda p: _set_config(p, final_logit_softcapping=30.0),
+        "scales or soft-caps its logits",
+    ),
+    "not_a_text_model": (
+        lambda p: _set_config(p, architectures=["GPTNeoXForTokenClassification"], model_type="vit"),
+        "cannot read its config|neither a causal language model nor a text encoder",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_non_native_folders_are_refused(neox, tmp_path, case):
+    import shutil
+
+    path = tmp_path / case
+    shutil.copytree(neox[0], path)
+    load_model(path)  # the intact copy loads
+    breaks, message = BROKEN[case]
+    breaks(path)
+    with pytest.raises(HFFolderError, match=message):
+        load_model(path)
