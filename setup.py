@@ -28,10 +28,10 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     "html": ["trafilatura>=1.8"],  # alternative HTML extractor (normalize.html_extractor="trafilatura")
-    "hf": ["transformers>=4.45"],  # any Hugging Face architecture beyond the native gpt2 / Llama family
+    "hf": ["transformers>=4.56"],  # other HF architectures (from_pretrained(dtype=) needs 4.56)
     "dev": [
         "pytest>=8",
-        "transformers>=4.45",  # tests/unit/test_model_hf.py builds tiny reference checkpoints with it
+        "transformers>=4.56",  # tests/unit/test_model_hf.py builds tiny reference checkpoints with it
         "deltalake>=0.20",  # delta-rs: proves our tables are readable outside Spark
         "ruff>=0.5",
         "onnx>=1.17",  # model/export.py: ONNX export checked against PyTorch in the tests

@@ -57,7 +57,7 @@ def run(spark, cfg: ScoreConfig, record) -> None:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    model = describe_model(cfg.model, cfg.expect_model_hash)
+    model = describe_model(cfg.model, cfg.expect_model_hash, cfg.task)
     version = table_version(spark, cfg.input)
     if version is None:
         raise cli.UsageError(f"--input {cfg.input} is not a Delta table")
