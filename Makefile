@@ -27,8 +27,10 @@ test: $(STAMP)
 	$(PY) -m jobs.delta_jars --check
 	$(PY) -m pytest -m "not gpu" tests
 
+# ruff.toml holds the rules; CI (.ci/run) runs this before the tests.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check jobs udfs model tests bench
+	$(VENV)/bin/ruff check jobs udfs model tests bench setup.py
+	$(VENV)/bin/ruff format --check jobs udfs model tests bench setup.py
 
 clean:
 	rm -rf $(LAKE) spark-warehouse metastore_db derby.log .pytest_cache

@@ -64,7 +64,9 @@ def default_raw_path(area: str, name: str) -> Path:
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -98,14 +100,20 @@ def machine_info() -> dict:
 
 # The curation chain both sides run (CurationConfig as a dict): datatrove's stage order (Gopher on the
 # uncleaned text, C4 lines and document rules together after it), no normalisation, no language ID, no PII.
-DATATROVE_CHAIN = {"c4_lines_first": False, "normalize": {"enabled": False}, "langid": {"enabled": False},
-                   "pii": {"enabled": False}}
+DATATROVE_CHAIN = {
+    "c4_lines_first": False,
+    "normalize": {"enabled": False},
+    "langid": {"enabled": False},
+    "pii": {"enabled": False},
+}
 
 
 def add_datatrove_args(p) -> None:
     """``--datatrove-python`` (a venv's interpreter, preferred) and ``--datatrove-path`` (a ``pip --target`` folder)."""
     p.add_argument("--datatrove-python", help="python of the venv holding datatrove, e.g. ../datatrove_venv/bin/python")
-    p.add_argument("--datatrove-path", help="or: PYTHONPATH folder(s) with datatrove (pip --target), run with this python")
+    p.add_argument(
+        "--datatrove-path", help="or: PYTHONPATH folder(s) with datatrove (pip --target), run with this python"
+    )
 
 
 def run_datatrove(args, what: str, ids: list[str], texts: list[str], repeats: int, extra: list[str] = ()) -> dict:

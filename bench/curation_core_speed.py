@@ -108,16 +108,25 @@ def main(argv: list[str] | None = None) -> int:
         res: dict = {"docs": n, "bytes": n_bytes, "rows": {}}
         for name, fn in rows.items():
             cpu = _cpu_runs(fn, series, args.repeats)
-            res["rows"][name] = {"cpu_s_runs": cpu, "docs_per_cpu_s": n / median(cpu),
-                                 "mb_per_cpu_s": n_bytes / median(cpu) / 1e6}
+            res["rows"][name] = {
+                "cpu_s_runs": cpu,
+                "docs_per_cpu_s": n / median(cpu),
+                "mb_per_cpu_s": n_bytes / median(cpu) / 1e6,
+            }
         if not args.no_datatrove:
             dt = run_datatrove(args, "filters", ids, texts, args.repeats)
-            res["datatrove"] = {"version": dt["datatrove_version"], "cpu_s_runs": dt["cpu_s_runs"],
-                                "docs_per_cpu_s": n / median(dt["cpu_s_runs"]), "warmup_docs": dt["warmup_docs"]}
+            res["datatrove"] = {
+                "version": dt["datatrove_version"],
+                "cpu_s_runs": dt["cpu_s_runs"],
+                "docs_per_cpu_s": n / median(dt["cpu_s_runs"]),
+                "warmup_docs": dt["warmup_docs"],
+            }
             for mode in ("fast", "parity"):
                 got = curate_batch(series, chain[mode])["drop_reason"].tolist()
                 ref = [dt["reasons"][d] for d in ids]
-                res[f"speedup_{mode}"] = res["rows"][f"chain_{mode}"]["docs_per_cpu_s"] / res["datatrove"]["docs_per_cpu_s"]
+                res[f"speedup_{mode}"] = (
+                    res["rows"][f"chain_{mode}"]["docs_per_cpu_s"] / res["datatrove"]["docs_per_cpu_s"]
+                )
                 res[f"keep_drop_agreement_{mode}"] = sum((a is None) == (b is None) for a, b in zip(got, ref)) / n
                 res[f"same_reason_{mode}"] = sum(a == b for a, b in zip(got, ref)) / n
         report["files"][path] = res
@@ -125,10 +134,15 @@ def main(argv: list[str] | None = None) -> int:
         for name, row in res["rows"].items():
             print(f"  {name:22s} {row['docs_per_cpu_s']:9,.0f} docs/CPU-s {row['mb_per_cpu_s']:6.2f} MB/CPU-s")
         if "datatrove" in res:
-            print(f"  {'datatrove ' + res['datatrove']['version']:22s} {res['datatrove']['docs_per_cpu_s']:9,.0f} docs/CPU-s")
+            print(
+                f"  {'datatrove ' + res['datatrove']['version']:22s} "
+                f"{res['datatrove']['docs_per_cpu_s']:9,.0f} docs/CPU-s"
+            )
             for mode in ("fast", "parity"):
-                print(f"  {mode}: {res[f'speedup_{mode}']:.1f}x datatrove per CPU-second; keep/drop agreement "
-                      f"{res[f'keep_drop_agreement_{mode}']:.4f}, same reason {res[f'same_reason_{mode}']:.4f}")
+                print(
+                    f"  {mode}: {res[f'speedup_{mode}']:.1f}x datatrove per CPU-second; keep/drop agreement "
+                    f"{res[f'keep_drop_agreement_{mode}']:.4f}, same reason {res[f'same_reason_{mode}']:.4f}"
+                )
     write_raw(args.raw or default_raw_path("curation", "core_speed"), report)
     return 0
 

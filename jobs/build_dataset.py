@@ -116,8 +116,8 @@ def transform(docs, tokenizer_path: str, cfg: DatasetConfig, stats_acc=None, rul
     """Documents -> packed windows (``window_id``, ``split``, ``tokens``), counting into ``stats_acc``.
 
     ``rule`` is the split (`jobs.splits.plan_split`); None = the plain hash split of ``cfg`` with no
-    small-table guarantee. One pass: split and order keys and byte counts are computed in the JVM, the text is shuffled into
-    ``pack_partitions`` hash partitions, sorted, then tokenised, packed and counted by one
+    small-table guarantee. One pass: split and order keys and byte counts are computed in the JVM, the text is
+    shuffled into ``pack_partitions`` hash partitions, sorted, then tokenised, packed and counted by one
     ``mapInArrow`` (`udfs.tokenize.tokenize_and_pack`), so nothing is re-read or re-tokenised. Each
     partition adds its per-split counts to ``stats_acc`` (an accumulator of `_SplitStats`, or None)
     once it has emitted its last window.
@@ -128,8 +128,14 @@ def transform(docs, tokenizer_path: str, cfg: DatasetConfig, stats_acc=None, rul
     from udfs.tokenize import WINDOWS_SCHEMA, load_tokenizer_cached, tokenize_and_pack
 
     if rule is None:
-        rule = {"seed": cfg.seed, "val_fraction": cfg.val_fraction, "stratify_by": [], "strata": [],
-                "forced_val": [], "forced_train": []}
+        rule = {
+            "seed": cfg.seed,
+            "val_fraction": cfg.val_fraction,
+            "stratify_by": [],
+            "strata": [],
+            "forced_val": [],
+            "forced_train": [],
+        }
     window = cfg.block_size + 1
 
     def pack(batches):
@@ -147,9 +153,13 @@ def transform(docs, tokenizer_path: str, cfg: DatasetConfig, stats_acc=None, rul
             stats_acc.add(stats)
 
     return (
-        docs.select(C.DOC_ID, C.TEXT, split_column(rule).alias("split"),
-                    F.xxhash64(F.lit(cfg.seed), F.lit("order"), C.DOC_ID).alias("order_key"),
-                    F.octet_length(C.TEXT).cast("long").alias("n_bytes"))
+        docs.select(
+            C.DOC_ID,
+            C.TEXT,
+            split_column(rule).alias("split"),
+            F.xxhash64(F.lit(cfg.seed), F.lit("order"), C.DOC_ID).alias("order_key"),
+            F.octet_length(C.TEXT).cast("long").alias("n_bytes"),
+        )
         .repartition(cfg.pack_partitions, "order_key")
         .sortWithinPartitions("order_key", C.DOC_ID)
         .select("split", C.TEXT, "n_bytes")
@@ -209,38 +219,60 @@ def run(spark, cfg: DatasetConfig, record) -> None:
     from udfs.tokenize import STAT_FIELDS
 
     acc = spark.sparkContext.accumulator({}, _SplitStats())
-    (transform(docs, tok_path, cfg, acc, rule)  # the only pass over the text: tokenise, pack, write, count
-     .write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(cfg.output))
+    (
+        transform(docs, tok_path, cfg, acc, rule)  # the only pass over the text: tokenise, pack, write, count
+        .write.format("delta")
+        .mode("overwrite")
+        .option("overwriteSchema", "true")
+        .save(cfg.output)
+    )
     stats = {split: dict(zip(STAT_FIELDS, values)) for split, values in acc.value.items()}
     window = cfg.block_size + 1
-    windows = {s: (stats[s]["tokens"] - stats[s]["tail_tokens"]) // window if s in stats else 0 for s in ("train", "val")}
+    windows = {
+        s: (stats[s]["tokens"] - stats[s]["tail_tokens"]) // window if s in stats else 0 for s in ("train", "val")
+    }
     data_version, metrics = last_commit(spark, cfg.output)
     rows_written = int(metrics.get("numOutputRows", -1))
     if rows_written != sum(windows.values()):  # every token is in a window or in the counted tail
-        raise RuntimeError(f"the counts do not match the table: {sum(windows.values())} windows counted, "
-                           f"{rows_written} rows written to {cfg.output} (version {data_version})")
+        raise RuntimeError(
+            f"the counts do not match the table: {sum(windows.values())} windows counted, "
+            f"{rows_written} rows written to {cfg.output} (version {data_version})"
+        )
     docs_ok = {s: st["docs"] for s, st in stats.items() if st["docs"]}
     if rule["docs"]["val"] and not windows["val"]:  # the trainer would report no validation loss
         raise cli.UsageError(
             f"the val split ({rule['docs']['val']} documents, {docs_ok.get('val', 0)} tokenised, "
             f"{stats.get('val', {}).get('tokens', 0)} tokens) fills no window of {window} tokens: lower "
             f"--block-size, raise --val-fraction, or pass --val-fraction 0 for no val split; "
-            f"version {data_version} of {cfg.output} has no dataset metadata, so train refuses it")
+            f"version {data_version} of {cfg.output} has no dataset metadata, so train refuses it"
+        )
     meta = {
-        "tokenizer_sha256": tok.sha256, "tokenizer_path": os.path.abspath(tok_path), "vocab_size": tok.vocab_size, "block_size": cfg.block_size,
-        "char_level": cfg.char_level, "seed": cfg.seed, "input": cfg.input, "input_version": version,
-        "docs": docs_ok, "docs_failed": sum(st["docs_failed"] for st in stats.values()),
-        "tokens": {s: stats[s]["tokens"] for s in docs_ok}, "windows": windows,
+        "tokenizer_sha256": tok.sha256,
+        "tokenizer_path": os.path.abspath(tok_path),
+        "vocab_size": tok.vocab_size,
+        "block_size": cfg.block_size,
+        "char_level": cfg.char_level,
+        "seed": cfg.seed,
+        "input": cfg.input,
+        "input_version": version,
+        "docs": docs_ok,
+        "docs_failed": sum(st["docs_failed"] for st in stats.values()),
+        "tokens": {s: stats[s]["tokens"] for s in docs_ok},
+        "windows": windows,
         "tail_tokens": {s: stats[s]["tail_tokens"] if s in stats else 0 for s in ("train", "val")},
-        "bytes_per_token": float(sum(st["bytes"] for st in stats.values())) / max(sum(st["tokens"] for st in stats.values()), 1),
-        "data_version": data_version, "split": rule,
+        "bytes_per_token": float(sum(st["bytes"] for st in stats.values()))
+        / max(sum(st["tokens"] for st in stats.values()), 1),
+        "data_version": data_version,
+        "split": rule,
     }
     # the metadata commit: table property + commit userMetadata (what jobs/train.py reads at a version)
     meta_json = json.dumps(meta, sort_keys=True)
     spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", meta_json)
     try:
-        spark.sql(f"ALTER TABLE delta.`{cfg.output.replace('`', '``')}` SET TBLPROPERTIES "
-                  f"('{DATASET_PROPERTY}' = {_sql_string(meta_json)})")
+        spark.sql(
+            f"ALTER TABLE delta.`{cfg.output.replace('`', '``')}` SET TBLPROPERTIES "
+            f"('{DATASET_PROPERTY}' = {_sql_string(meta_json)})"
+        )
     finally:
         spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
     meta["output_version"] = table_version(spark, cfg.output)
@@ -249,11 +281,17 @@ def run(spark, cfg: DatasetConfig, record) -> None:
     if cfg.export_bin:
         meta["exported_tokens"] = export_bin(spark, cfg.output, cfg.export_bin)
     record.output_versions[cfg.output] = meta["output_version"]
-    record.counts.update(docs=sum(docs_ok.values()) + meta["docs_failed"], docs_tokenized=sum(docs_ok.values()),
-                         docs_train=rule["docs"]["train"], docs_val=rule["docs"]["val"],
-                         docs_failed=meta["docs_failed"], tokens=sum(meta["tokens"].values()),
-                         windows_train=windows["train"], windows_val=windows["val"],
-                         tail_tokens=sum(meta["tail_tokens"].values()))
+    record.counts.update(
+        docs=sum(docs_ok.values()) + meta["docs_failed"],
+        docs_tokenized=sum(docs_ok.values()),
+        docs_train=rule["docs"]["train"],
+        docs_val=rule["docs"]["val"],
+        docs_failed=meta["docs_failed"],
+        tokens=sum(meta["tokens"].values()),
+        windows_train=windows["train"],
+        windows_val=windows["val"],
+        tail_tokens=sum(meta["tail_tokens"].values()),
+    )
     record.extra.update(meta)
     log.info("build_dataset: %s", json.dumps(meta, sort_keys=True))
     print(json.dumps({"run_id": record.run_id, **record.counts}, sort_keys=True))
@@ -270,8 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("vocab_size", "block_size", "seed", "pack_partitions", "bpe_sample_bytes"):
         p.add_argument("--" + name.replace("_", "-"), type=int)
     p.add_argument("--val-fraction", type=float, help="val share of documents in [0, 1); 0 = no val split")
-    p.add_argument("--stratify-by", type=lambda v: tuple(c for c in v.split(",") if c),
-                   help="comma-separated columns (e.g. source,lang): val_fraction of each stratum goes to val")
+    p.add_argument(
+        "--stratify-by",
+        type=lambda v: tuple(c for c in v.split(",") if c),
+        help="comma-separated columns (e.g. source,lang): val_fraction of each stratum goes to val",
+    )
     p.add_argument("--export-bin", help="also write train.bin/val.bin (uint16) into this folder")
     p.add_argument("--config", help="JSON file with DatasetConfig fields; flags override it")
     cli.add_lake_args(p)

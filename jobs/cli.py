@@ -8,7 +8,7 @@ import dataclasses
 import json
 import logging
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from jobs.lake import DEFAULT_LAKE, table_path, validate_table_path
 from jobs.runs import RunRecord, append_run
@@ -23,9 +23,7 @@ class UsageError(Exception):
 
 
 def setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("py4j", "py4j.clientserver", "py4j.java_gateway"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -54,8 +54,11 @@ def transform(bronze, cfg, run_id: str):
     others = [c for c in bronze.columns if c not in (C.TEXT, C.RUN_ID, C.INGESTED_AT)]
     curated = bronze.select(*others, make_curate_udf(cfg)(C.TEXT).alias("c"))
     fields = [f.name for f in curated.schema["c"].dataType.fields]
-    return curated.select(*others, *[F.col(f"c.{f}").alias(f) for f in fields]).withColumn(
-        C.RUN_ID, F.lit(run_id)).withColumn("curated_at", F.current_timestamp())
+    return (
+        curated.select(*others, *[F.col(f"c.{f}").alias(f) for f in fields])
+        .withColumn(C.RUN_ID, F.lit(run_id))
+        .withColumn("curated_at", F.current_timestamp())
+    )
 
 
 def run(spark, args, cfg, record) -> None:
@@ -72,16 +75,22 @@ def run(spark, args, cfg, record) -> None:
     record.input_versions[args.input] = version
     out = transform(bronze, cfg, record.run_id).persist(StorageLevel.MEMORY_AND_DISK)
     counts = {r[0]: r[1] for r in out.groupBy(C.DROP_REASON).count().collect()}
-    out.filter(F.col(C.DROP_REASON).isNull()).drop(C.DROP_REASON).write.format("delta").mode("overwrite") \
-        .option("overwriteSchema", "true").save(args.output)
+    out.filter(F.col(C.DROP_REASON).isNull()).drop(C.DROP_REASON).write.format("delta").mode("overwrite").option(
+        "overwriteSchema", "true"
+    ).save(args.output)
     rejected = out.filter(F.col(C.DROP_REASON).isNotNull()).withColumn(C.JOB, F.lit("curate"))
     append_new(spark, args.rejected, rejected, [C.DOC_ID, C.JOB])
     out.unpersist()
     total = sum(counts.values())
-    record.counts.update(total=total, kept=counts.get(None, 0), dropped=total - counts.get(None, 0),
-                         **{f"dropped_{k}": v for k, v in sorted(counts.items(), key=lambda kv: str(kv[0])) if k})
-    record.output_versions.update({args.output: table_version(spark, args.output),
-                                   args.rejected: table_version(spark, args.rejected)})
+    record.counts.update(
+        total=total,
+        kept=counts.get(None, 0),
+        dropped=total - counts.get(None, 0),
+        **{f"dropped_{k}": v for k, v in sorted(counts.items(), key=lambda kv: str(kv[0])) if k},
+    )
+    record.output_versions.update(
+        {args.output: table_version(spark, args.output), args.rejected: table_version(spark, args.rejected)}
+    )
     log.info("curate %s: %s", args.input, record.counts)
     print(json.dumps({"run_id": record.run_id, **record.counts}, sort_keys=True))
 

@@ -65,8 +65,11 @@ def minhash_config(cfg: DedupConfig):
     # With exact verification false positives cost only a check, so the bands favour recall
     # (fp weight 0.05: 14 x 8 at 0.8 / 112, datatrove's setting); without it, balance both errors.
     fp_weight = 0.05 if cfg.verify else 0.5
-    bands, rows = (cfg.bands, cfg.rows) if cfg.bands and cfg.rows else optimal_bands_rows(
-        cfg.threshold, cfg.num_perm, fp_weight, 1 - fp_weight)
+    bands, rows = (
+        (cfg.bands, cfg.rows)
+        if cfg.bands and cfg.rows
+        else optimal_bands_rows(cfg.threshold, cfg.num_perm, fp_weight, 1 - fp_weight)
+    )
     return MinHashConfig(n_grams=cfg.ngram, num_perm=bands * rows, bands=bands, rows=rows)
 
 
@@ -103,11 +106,19 @@ def transform(docs, existing, cfg: DedupConfig, mh_cfg, checkpoint: bool = True,
     mh = reps.select(C.DOC_ID, make_minhash_udf(mh_cfg)(C.TEXT).alias("m")).select(C.DOC_ID, "m.*")
     if materialize is not None:
         mh = materialize(mh, "minhash")
-    nodes = mh.select(C.DOC_ID, "minhash_signature", "minhash_bands", F.lit(False).alias("_existing"),
-                      F.col("minhash_flag"))
+    nodes = mh.select(
+        C.DOC_ID, "minhash_signature", "minhash_bands", F.lit(False).alias("_existing"), F.col("minhash_flag")
+    )
     if existing is not None:
-        nodes = nodes.unionByName(existing.select(C.DOC_ID, "minhash_signature", "minhash_bands",
-                                                  F.lit(True).alias("_existing"), F.lit(None).cast("string").alias("minhash_flag")))
+        nodes = nodes.unionByName(
+            existing.select(
+                C.DOC_ID,
+                "minhash_signature",
+                "minhash_bands",
+                F.lit(True).alias("_existing"),
+                F.lit(None).cast("string").alias("minhash_flag"),
+            )
+        )
     matchable = nodes.filter(F.col("minhash_flag").isNull() | (F.col("minhash_flag") != "empty"))
     texts = None
     if cfg.verify:
@@ -118,19 +129,30 @@ def transform(docs, existing, cfg: DedupConfig, mh_cfg, checkpoint: bool = True,
     comps, iterations = connected_components(edges, checkpoint=checkpoint)
 
     flags = nodes.select(C.DOC_ID, "_existing")
-    labelled = flags.join(comps.withColumnRenamed("node", C.DOC_ID), C.DOC_ID, "left") \
-        .withColumn("component", F.coalesce("component", C.DOC_ID))
+    labelled = flags.join(comps.withColumnRenamed("node", C.DOC_ID), C.DOC_ID, "left").withColumn(
+        "component", F.coalesce("component", C.DOC_ID)
+    )
     by_comp = Window.partitionBy("component").orderBy(F.col("_existing").desc(), C.DOC_ID)
     fuzzy_rep = labelled.withColumn("_frep", F.first(C.DOC_ID).over(by_comp)).select(C.DOC_ID, "_frep", "component")
 
-    out = (docs.join(mh.select(C.DOC_ID, "minhash_signature", "minhash_bands"), C.DOC_ID, "left")
-           .join(fuzzy_rep.withColumnRenamed(C.DOC_ID, "_rep"), "_rep", "left")
-           .withColumn("_frep", F.coalesce("_frep", "_rep"))
-           .withColumn("cluster_id", F.coalesce("component", "_rep")))
-    out = out.withColumn(C.DROP_REASON, F.when(F.col(C.DOC_ID) != F.col("_rep"), F.lit("dedup_exact"))
-                         .when(F.col(C.DOC_ID) != F.col("_frep"), F.lit("dedup_fuzzy")))
-    out = out.withColumn("duplicate_of", F.when(F.col(C.DROP_REASON) == "dedup_exact", F.col("_rep"))
-                         .when(F.col(C.DROP_REASON) == "dedup_fuzzy", F.col("_frep")))
+    out = (
+        docs.join(mh.select(C.DOC_ID, "minhash_signature", "minhash_bands"), C.DOC_ID, "left")
+        .join(fuzzy_rep.withColumnRenamed(C.DOC_ID, "_rep"), "_rep", "left")
+        .withColumn("_frep", F.coalesce("_frep", "_rep"))
+        .withColumn("cluster_id", F.coalesce("component", "_rep"))
+    )
+    out = out.withColumn(
+        C.DROP_REASON,
+        F.when(F.col(C.DOC_ID) != F.col("_rep"), F.lit("dedup_exact")).when(
+            F.col(C.DOC_ID) != F.col("_frep"), F.lit("dedup_fuzzy")
+        ),
+    )
+    out = out.withColumn(
+        "duplicate_of",
+        F.when(F.col(C.DROP_REASON) == "dedup_exact", F.col("_rep")).when(
+            F.col(C.DROP_REASON) == "dedup_fuzzy", F.col("_frep")
+        ),
+    )
     out = out.withColumn("cluster_size", F.count("*").over(Window.partitionBy("cluster_id")))
     return out.drop("_rep", "_frep", "component", "_existing"), iterations
 
@@ -190,16 +212,29 @@ def lsh_edges(nodes, texts, cfg: DedupConfig, n_grams: int, materialize=None):
     failed = checked.filter(~F.col("ok")).select(F.col("src").alias(C.DOC_ID), F.col("dst").alias("hub"))
     # second round, only in buckets of 3+ members (in a pair bucket the hub is the orphan's only neighbour)
     orphans = star.filter("n > 2").join(failed, [C.DOC_ID, "hub"]).select("band", "bucket", C.DOC_ID)
-    ranked = exploded.join(orphans.select("band", "bucket").distinct(), ["band", "bucket"]) \
-        .withColumn("rank", F.row_number().over(Window.partitionBy("band", "bucket").orderBy(C.DOC_ID)))
+    ranked = exploded.join(orphans.select("band", "bucket").distinct(), ["band", "bucket"]).withColumn(
+        "rank", F.row_number().over(Window.partitionBy("band", "bucket").orderBy(C.DOC_ID))
+    )
     w = cfg.recheck_window
-    near = ranked.join(orphans, ["band", "bucket", C.DOC_ID]) \
-        .select("band", "bucket", F.col(C.DOC_ID).alias("src"), "rank",
-                F.explode(F.sequence(F.greatest(F.col("rank") - w, F.lit(2)), F.col("rank") + w)).alias("other")) \
-        .filter(F.col("other") != F.col("rank"))  # rank 1 is the hub, already checked
-    more = near.join(ranked.select("band", "bucket", F.col("rank").alias("other"), F.col(C.DOC_ID).alias("dst")),
-                     ["band", "bucket", "other"]) \
-        .select(F.least("src", "dst").alias("src"), F.greatest("src", "dst").alias("dst")).distinct()
+    near = (
+        ranked.join(orphans, ["band", "bucket", C.DOC_ID])
+        .select(
+            "band",
+            "bucket",
+            F.col(C.DOC_ID).alias("src"),
+            "rank",
+            F.explode(F.sequence(F.greatest(F.col("rank") - w, F.lit(2)), F.col("rank") + w)).alias("other"),
+        )
+        .filter(F.col("other") != F.col("rank"))
+    )  # rank 1 is the hub, already checked
+    more = (
+        near.join(
+            ranked.select("band", "bucket", F.col("rank").alias("other"), F.col(C.DOC_ID).alias("dst")),
+            ["band", "bucket", "other"],
+        )
+        .select(F.least("src", "dst").alias("src"), F.greatest("src", "dst").alias("dst"))
+        .distinct()
+    )
     return checked.filter("ok").select("src", "dst").union(check(more).filter("ok").select("src", "dst"))
 
 
@@ -256,29 +291,50 @@ def _write_outputs(spark, cfg: DedupConfig, docs, existing, mh_cfg, stage, recor
     labelled = stage(labelled, "labelled")
 
     counts = {r[0]: r[1] for r in labelled.groupBy(C.DROP_REASON).count().collect()}
-    kept = labelled.filter(F.col(C.DROP_REASON).isNull()).drop(C.DROP_REASON, "duplicate_of", "cluster_id", "cluster_size")
+    kept = labelled.filter(F.col(C.DROP_REASON).isNull()).drop(
+        C.DROP_REASON, "duplicate_of", "cluster_id", "cluster_size"
+    )
     writer = kept.write.format("delta")
     if cfg.against and cfg.against == cfg.output:
         n_kept = append_new(spark, cfg.output, kept, [C.DOC_ID])
     else:
         writer.mode("overwrite").option("overwriteSchema", "true").save(cfg.output)
         n_kept = counts.get(None, 0)
-    rejected = (labelled.filter(F.col(C.DROP_REASON).isNotNull())
-                .drop("minhash_signature", "minhash_bands", "cluster_id", "cluster_size")
-                .withColumn(C.JOB, F.lit("dedup")).withColumn(C.RUN_ID, F.lit(record.run_id)))
+    rejected = (
+        labelled.filter(F.col(C.DROP_REASON).isNotNull())
+        .drop("minhash_signature", "minhash_bands", "cluster_id", "cluster_size")
+        .withColumn(C.JOB, F.lit("dedup"))
+        .withColumn(C.RUN_ID, F.lit(record.run_id))
+    )
     append_new(spark, cfg.rejected, rejected, [C.DOC_ID, C.JOB])
     if cfg.clusters:
-        (labelled.select(C.DOC_ID, "cluster_id", "cluster_size", C.DROP_REASON, "duplicate_of")
-         .write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(cfg.clusters))
+        (
+            labelled.select(C.DOC_ID, "cluster_id", "cluster_size", C.DROP_REASON, "duplicate_of")
+            .write.format("delta")
+            .mode("overwrite")
+            .option("overwriteSchema", "true")
+            .save(cfg.clusters)
+        )
 
     total = sum(counts.values())
-    record.counts.update(total=total, kept=counts.get(None, 0), written=n_kept,
-                         dropped=total - counts.get(None, 0),
-                         **{f"dropped_{k}": v for k, v in counts.items() if k is not None})
-    record.output_versions.update({cfg.output: table_version(spark, cfg.output), cfg.rejected: table_version(spark, cfg.rejected)})
+    record.counts.update(
+        total=total,
+        kept=counts.get(None, 0),
+        written=n_kept,
+        dropped=total - counts.get(None, 0),
+        **{f"dropped_{k}": v for k, v in counts.items() if k is not None},
+    )
+    record.output_versions.update(
+        {cfg.output: table_version(spark, cfg.output), cfg.rejected: table_version(spark, cfg.rejected)}
+    )
     record.extra.update(bands=mh_cfg.bands, rows=mh_cfg.rows, cc_iterations=iterations)
-    log.info("dedup: %s; LSH %d bands x %d rows; connected components in %d rounds",
-             record.counts, mh_cfg.bands, mh_cfg.rows, iterations)
+    log.info(
+        "dedup: %s; LSH %d bands x %d rows; connected components in %d rounds",
+        record.counts,
+        mh_cfg.bands,
+        mh_cfg.rows,
+        iterations,
+    )
     print(json.dumps({"run_id": record.run_id, **record.counts, "cc_iterations": iterations}, sort_keys=True))
 
 
@@ -294,8 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("ngram", "num_perm", "bands", "rows"):
         p.add_argument("--" + name.replace("_", "-"), type=int)
     p.add_argument("--no-verify", dest="verify", action="store_false", default=None)
-    p.add_argument("--recheck-window", type=int,
-                   help="members within this many places in a bucket re-checked when the hub check fails (64)")
+    p.add_argument(
+        "--recheck-window",
+        type=int,
+        help="members within this many places in a bucket re-checked when the hub check fails (64)",
+    )
     p.add_argument("--checkpoint-dir")
     p.add_argument("--config", help="JSON file with DedupConfig fields; flags override it")
     cli.add_lake_args(p)

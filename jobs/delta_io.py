@@ -76,8 +76,10 @@ def merge_insert_new(spark, path: str, df, keys: list[str], replace_if=None) -> 
     if table_version(spark, path) == before:  # a MERGE that changes nothing commits nothing
         return {"inserted": 0, "updated": 0}
     metrics = last_operation_metrics(spark, path)
-    return {"inserted": int(metrics.get("numTargetRowsInserted", 0)),
-            "updated": int(metrics.get("numTargetRowsUpdated", 0))}
+    return {
+        "inserted": int(metrics.get("numTargetRowsInserted", 0)),
+        "updated": int(metrics.get("numTargetRowsUpdated", 0)),
+    }
 
 
 def last_commit(spark, path: str) -> tuple[int, dict[str, str]]:
@@ -153,13 +155,20 @@ def merge_upsert_changed(spark, path: str, df, keys: list[str], version_col: str
     changed = ~F.col(f"t.`{version_col}`").eqNullSafe(F.col(f"s.`{version_col}`"))
     if replace_if is not None:
         changed = changed | replace_if
-    (target.alias("t").merge(df.alias("s"), cond)
-     .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll().execute())
+    (
+        target.alias("t")
+        .merge(df.alias("s"), cond)
+        .whenMatchedUpdateAll(condition=changed)
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
     if table_version(spark, path) == before:
         return {"inserted": 0, "updated": 0}
     metrics = last_operation_metrics(spark, path)
-    return {"inserted": int(metrics.get("numTargetRowsInserted", 0)),
-            "updated": int(metrics.get("numTargetRowsUpdated", 0))}
+    return {
+        "inserted": int(metrics.get("numTargetRowsInserted", 0)),
+        "updated": int(metrics.get("numTargetRowsUpdated", 0)),
+    }
 
 
 def is_write_conflict(exc: BaseException) -> bool:
@@ -167,9 +176,16 @@ def is_write_conflict(exc: BaseException) -> bool:
     try:
         from delta import exceptions as dx
 
-        kinds = (dx.DeltaConcurrentModificationException, dx.ConcurrentWriteException, dx.MetadataChangedException,
-                 dx.ProtocolChangedException, dx.ConcurrentAppendException, dx.ConcurrentDeleteReadException,
-                 dx.ConcurrentDeleteDeleteException, dx.ConcurrentTransactionException)
+        kinds = (
+            dx.DeltaConcurrentModificationException,
+            dx.ConcurrentWriteException,
+            dx.MetadataChangedException,
+            dx.ProtocolChangedException,
+            dx.ConcurrentAppendException,
+            dx.ConcurrentDeleteReadException,
+            dx.ConcurrentDeleteDeleteException,
+            dx.ConcurrentTransactionException,
+        )
     except ImportError:  # pragma: no cover - delta-spark is a dependency
         kinds = ()
     return isinstance(exc, kinds) or "DELTA_CONCURRENT" in str(exc)

@@ -101,21 +101,45 @@ def main(argv: list[str] | None = None) -> int:
         corpora = _trimmed_corpora(corpora, args.max_docs, Path(lake) / "_input")
     spark = get_spark("lakelm-demo")
     for path in corpora:
-        _stage(f"ingest {path.name}", ingest.main,
-               ["--input", str(path), "--format", "jsonl", "--lake", lake, "--source", path.stem])
+        _stage(
+            f"ingest {path.name}",
+            ingest.main,
+            ["--input", str(path), "--format", "jsonl", "--lake", lake, "--source", path.stem],
+        )
     _stage("curate", curate.main, ["--lake", lake, "--config", str(CONFIG_DIR / "demo_curation.json")])
     _stage("dedup", dedup.main, ["--lake", lake, "--clusters", lake_table(lake, "clusters")])
     _stage("stats", stats.main, ["--lake", lake])
     tok_dir = str(Path(lake) / "_artifacts" / "tokenizer")
-    _stage("build_dataset", build_dataset.main,
-           ["--lake", lake, "--tokenizer-out", tok_dir, "--vocab-size", "4096", "--block-size", "128",
-            "--val-fraction", "0.05", "--stratify-by", "source,lang"])
+    _stage(
+        "build_dataset",
+        build_dataset.main,
+        [
+            "--lake",
+            lake,
+            "--tokenizer-out",
+            tok_dir,
+            "--vocab-size",
+            "4096",
+            "--block-size",
+            "128",
+            "--val-fraction",
+            "0.05",
+            "--stratify-by",
+            "source,lang",
+        ],
+    )
     artifact = Path(lake) / "_artifacts" / f"gpt-{time.strftime('%Y%m%dT%H%M%S')}"
     steps = ["--max-steps", str(args.max_steps)] if args.max_steps else []
-    _stage("train", train.main, ["--lake", lake, "--out", str(artifact), "--config", str(CONFIG_DIR / "demo_train.json"),
-                                 *steps])
-    _stage("score", score.main, ["--lake", lake, "--input", str(Path(lake) / "gold"), "--model", str(artifact),
-                                 "--task", "score"])
+    _stage(
+        "train",
+        train.main,
+        ["--lake", lake, "--out", str(artifact), "--config", str(CONFIG_DIR / "demo_train.json"), *steps],
+    )
+    _stage(
+        "score",
+        score.main,
+        ["--lake", lake, "--input", str(Path(lake) / "gold"), "--model", str(artifact), "--task", "score"],
+    )
     summarize(spark, lake)
     report_path = report.build_report(spark, lake, str(Path(lake) / "_report"), str(artifact))
     print(f"\nlake:     {Path(lake).resolve()}  (read it with spark.read.format('delta').load(...))")

@@ -35,8 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="a lakelm artifact folder (written by jobs/train.py)")
     p.add_argument("--format", required=True, choices=FORMATS, help="hf: Hugging Face GPT-2 folder; onnx: model.onnx")
     p.add_argument("--output", required=True, help="folder to create (it may exist only as an empty folder)")
-    p.add_argument("--expect-model-hash", metavar="HASH",
-                   help="refuse (exit 2) unless the artifact's hash (sha256 of manifest.json) is HASH")
+    p.add_argument(
+        "--expect-model-hash",
+        metavar="HASH",
+        help="refuse (exit 2) unless the artifact's hash (sha256 of manifest.json) is HASH",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     return p
 
@@ -59,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         if not os.path.isdir(args.model):
             raise ExportError(f"artifact folder {args.model} does not exist")
         if not is_artifact(args.model):
-            raise ExportError(f"{args.model} is not a lakelm artifact (no manifest.json); give a folder written by "
-                              "jobs/train.py (a Hugging Face folder needs no export: --model takes it as it is)")
+            raise ExportError(
+                f"{args.model} is not a lakelm artifact (no manifest.json); give a folder written by "
+                "jobs/train.py (a Hugging Face folder needs no export: --model takes it as it is)"
+            )
         art = load_artifact(args.model, expected_hash=args.expect_model_hash)
     # beyond the manifest check: a manifest rewritten over broken files fails to parse or to load
     except (ArtifactIntegrityError, ExportError, OSError, ValueError, RuntimeError, SafetensorError) as exc:
@@ -73,8 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot export: %s", exc)
         return cli.EXIT_USAGE
     except ImportError as exc:
-        log.error("cannot export as %s: %s; install the optional packages (pip install onnx onnxscript "
-                  "onnxruntime)", args.format, exc)
+        log.error(
+            "cannot export as %s: %s; install the optional packages (pip install onnx onnxscript onnxruntime)",
+            args.format,
+            exc,
+        )
         return cli.EXIT_USAGE
     except Exception:
         log.exception("export failed")

@@ -64,8 +64,9 @@ class BoundedHTTPServer:
             refuses them with 413) and are drained up to ``DRAIN_LIMIT``.
     """
 
-    def __init__(self, app: App, needs_worker: Callable[[str, str], bool], limits: ServerLimits,
-                 max_body_bytes: int) -> None:
+    def __init__(
+        self, app: App, needs_worker: Callable[[str, str], bool], limits: ServerLimits, max_body_bytes: int
+    ) -> None:
         self.app, self.needs_worker, self.limits, self.max_body_bytes = app, needs_worker, limits, max_body_bytes
         self.connections = 0  # open sockets; touched by the loop thread only
         self.admitted = 0  # /predict requests running or queued; loop thread only
@@ -87,8 +88,7 @@ class BoundedHTTPServer:
             self.pool.shutdown(wait=False, cancel_futures=True)
 
     async def _serve(self, host: str, port: int, on_ready: Callable[[str, int], None]) -> None:
-        server = await asyncio.start_server(self._connection, host, port, limit=service.MAX_HEAD_BYTES,
-                                            backlog=BACKLOG)
+        server = await asyncio.start_server(self._connection, host, port, limit=service.MAX_HEAD_BYTES, backlog=BACKLOG)
         on_ready(*server.sockets[0].getsockname()[:2])
         async with server:
             await server.serve_forever()
@@ -154,8 +154,14 @@ class BoundedHTTPServer:
         status, doc, extra = await self._dispatch(head, body)
         if status == 503:
             close = True  # shed the connection too
-        log.info('%s "%s %s %s" %d', writer.get_extra_info("peername", ("?",))[0], head.method, head.target,
-                 head.version, status)
+        log.info(
+            '%s "%s %s %s" %d',
+            writer.get_extra_info("peername", ("?",))[0],
+            head.method,
+            head.target,
+            head.version,
+            status,
+        )
         linger = await self._send(writer, status, doc, extra, close=close, head_only=head.method == "HEAD")
         return not close, linger
 
@@ -164,8 +170,10 @@ class BoundedHTTPServer:
             return self._call(head, body, self.load())
         lim = self.limits
         if self.admitted >= lim.workers + lim.queue:
-            msg = (f"all {lim.workers} workers are busy and {lim.queue} requests are queued; "
-                   f"retry after {lim.retry_after_s} s")
+            msg = (
+                f"all {lim.workers} workers are busy and {lim.queue} requests are queued; "
+                f"retry after {lim.retry_after_s} s"
+            )
             return _refusal(503, msg, self._retry_after())
         self.admitted += 1
         try:
@@ -195,8 +203,16 @@ class BoundedHTTPServer:
             return False
         return True
 
-    async def _send(self, writer: asyncio.StreamWriter, status: int, doc: dict[str, Any], extra: dict[str, str],
-                    *, close: bool, head_only: bool = False) -> bool:
+    async def _send(
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        doc: dict[str, Any],
+        extra: dict[str, str],
+        *,
+        close: bool,
+        head_only: bool = False,
+    ) -> bool:
         """Write one answer within the body timeout; True when it was sent and the connection closes."""
         writer.write(service.encode_response(status, doc, extra, close=close, head_only=head_only))
         try:

@@ -65,7 +65,8 @@ def _raw_stats(df):
     from pyspark.sql import functions as F
 
     return df.withColumn(C.RAW_HASH, F.sha2(F.col("raw_bin"), 256)).withColumn(
-        C.RAW_BYTES, F.octet_length("raw_bin").cast("bigint"))
+        C.RAW_BYTES, F.octet_length("raw_bin").cast("bigint")
+    )
 
 
 def extract(spark, cfg: IngestConfig):
@@ -94,8 +95,11 @@ def extract(spark, cfg: IngestConfig):
             table = spark.read.parquet(cfg.input)
         else:
             table = (
-                spark.read.option("header", True).option("multiLine", True).option("escape", '"')
-                .option("mode", "PERMISSIVE").csv(cfg.input)
+                spark.read.option("header", True)
+                .option("multiLine", True)
+                .option("escape", '"')
+                .option("mode", "PERMISSIVE")
+                .csv(cfg.input)
             )
     except AnalysisException as exc:
         raise cli.UsageError(f"cannot read --input {cfg.input!r} as {cfg.format}: {exc}") from exc
@@ -104,20 +108,32 @@ def extract(spark, cfg: IngestConfig):
         big = F.col(C.RAW_BYTES) > cfg.max_doc_bytes
         # a decoded JSON string is never longer in UTF-8 than its escaped form: text <= line <= limit
         head = F.substring("raw_bin", 1, 4 * C.RAW_PREVIEW_CHARS)  # >= RAW_PREVIEW_CHARS whole characters
-        lines = _raw_stats(lines).select(C.SOURCE_FILE, C.RAW_HASH, C.RAW_BYTES, big.alias("_big"),
-                                         F.when(big, head).otherwise(F.col("raw_bin")).alias("raw_bin"))
+        lines = _raw_stats(lines).select(
+            C.SOURCE_FILE,
+            C.RAW_HASH,
+            C.RAW_BYTES,
+            big.alias("_big"),
+            F.when(big, head).otherwise(F.col("raw_bin")).alias("raw_bin"),
+        )
         parsed = make_parse_json_udf(cfg.text_col, cfg.id_col)(F.when(~F.col("_big"), F.col("raw_bin")))
         keep = [C.SOURCE_FILE, "raw_bin", C.RAW_HASH, C.RAW_BYTES]
         too_large = F.format_string("line is %d bytes, over --max-doc-bytes %d", C.RAW_BYTES, F.lit(cfg.max_doc_bytes))
         return lines.select(*keep, "_big", parsed.alias("p")).select(
-            *keep, "p." + C.GIVEN_ID, "p." + C.TEXT, "p." + C.EXTRA,
+            *keep,
+            "p." + C.GIVEN_ID,
+            "p." + C.TEXT,
+            "p." + C.EXTRA,
             F.when(F.col("_big"), F.lit("too_large")).otherwise(F.col("p." + C.REASON)).alias(C.REASON),
-            F.when(F.col("_big"), too_large).otherwise(F.col("p." + C.DETAIL)).alias(C.DETAIL))
+            F.when(F.col("_big"), too_large).otherwise(F.col("p." + C.DETAIL)).alias(C.DETAIL),
+        )
     if cfg.format == "text":  # one document per file; invalid UTF-8 is checked in the JVM
         as_str = F.col("raw_bin").cast("string")
         valid = F.expr("is_valid_utf8(CAST(raw_bin AS STRING))")
         return _raw_stats(lines).select(
-            C.SOURCE_FILE, "raw_bin", C.RAW_HASH, C.RAW_BYTES,
+            C.SOURCE_FILE,
+            "raw_bin",
+            C.RAW_HASH,
+            C.RAW_BYTES,
             F.lit(None).cast("string").alias(C.GIVEN_ID),
             F.when(valid, as_str).alias(C.TEXT),
             F.lit("{}").alias(C.EXTRA),
@@ -133,15 +149,17 @@ def extract(spark, cfg: IngestConfig):
     given_id = F.col(cfg.id_col).cast("string") if cfg.id_col in fields else F.lit(None).cast("string")
     extra = F.to_json(F.struct(*[F.col(f"`{c}`") for c in others])) if others else F.lit("{}")
     row_json = F.to_json(F.struct(*[F.col(f"`{c}`") for c in table.columns]))
-    return _raw_stats(table.select(
-        F.col("_metadata.file_path").alias(C.SOURCE_FILE),
-        F.encode(row_json, "UTF-8").alias("raw_bin"),
-        given_id.alias(C.GIVEN_ID),
-        F.col(f"`{cfg.text_col}`").alias(C.TEXT),
-        extra.alias(C.EXTRA),
-        F.lit(None).cast("string").alias(C.REASON),
-        F.lit(None).cast("string").alias(C.DETAIL),
-    ))
+    return _raw_stats(
+        table.select(
+            F.col("_metadata.file_path").alias(C.SOURCE_FILE),
+            F.encode(row_json, "UTF-8").alias("raw_bin"),
+            given_id.alias(C.GIVEN_ID),
+            F.col(f"`{cfg.text_col}`").alias(C.TEXT),
+            extra.alias(C.EXTRA),
+            F.lit(None).cast("string").alias(C.REASON),
+            F.lit(None).cast("string").alias(C.DETAIL),
+        )
+    )
 
 
 def transform(parsed, cfg: IngestConfig, source: str, run_id: str, ingested_at: datetime):
@@ -166,19 +184,35 @@ def transform(parsed, cfg: IngestConfig, source: str, run_id: str, ingested_at: 
     hashed = F.sha2(F.concat_ws("\u0000", F.lit(source), text), 256)
     df = (
         parsed.withColumn(C.REASON, checked)
-        .withColumn(C.DETAIL, F.when((F.col(C.REASON) == "too_large") & text.isNotNull(),
-                                     F.format_string("text is %d bytes", F.octet_length(text)))
-                    .otherwise(F.col(C.DETAIL)))
+        .withColumn(
+            C.DETAIL,
+            F.when(
+                (F.col(C.REASON) == "too_large") & text.isNotNull(),
+                F.format_string("text is %d bytes", F.octet_length(text)),
+            ).otherwise(F.col(C.DETAIL)),
+        )
         .withColumn(C.CONTENT_HASH, F.when(F.col(C.REASON).isNull(), F.sha2(text, 256)))
-        .withColumn(C.DOC_ID, F.when(F.col(C.REASON).isNull(),
-                                     F.coalesce(F.col(C.GIVEN_ID), F.concat(F.lit("h"), F.substring(hashed, 1, 32)))))
+        .withColumn(
+            C.DOC_ID,
+            F.when(
+                F.col(C.REASON).isNull(),
+                F.coalesce(F.col(C.GIVEN_ID), F.concat(F.lit("h"), F.substring(hashed, 1, 32))),
+            ),
+        )
     )
     by_id = Window.partitionBy(C.DOC_ID).orderBy(C.CONTENT_HASH, C.SOURCE_FILE, C.RAW_HASH)
     first_hash = F.first(C.CONTENT_HASH).over(by_id)
-    dup = F.when(F.col(C.DOC_ID).isNotNull() & (F.row_number().over(by_id) > 1),
-                 F.when(F.col(C.CONTENT_HASH) == first_hash, F.lit("duplicate_record")).otherwise(F.lit("duplicate_id")))
+    dup = F.when(
+        F.col(C.DOC_ID).isNotNull() & (F.row_number().over(by_id) > 1),
+        F.when(F.col(C.CONTENT_HASH) == first_hash, F.lit("duplicate_record")).otherwise(F.lit("duplicate_id")),
+    )
     return (
-        df.withColumn(C.DETAIL, F.when(dup.isNotNull(), F.concat(F.lit("doc_id "), F.col(C.DOC_ID), F.lit(" seen earlier in the input"))).otherwise(F.col(C.DETAIL)))
+        df.withColumn(
+            C.DETAIL,
+            F.when(
+                dup.isNotNull(), F.concat(F.lit("doc_id "), F.col(C.DOC_ID), F.lit(" seen earlier in the input"))
+            ).otherwise(F.col(C.DETAIL)),
+        )
         .withColumn(C.REASON, F.coalesce(F.col(C.REASON), dup))
         .withColumn(C.SOURCE, F.lit(source))
         .withColumn(C.RUN_ID, F.lit(run_id))
@@ -191,12 +225,21 @@ def split_existing(spark, classified, bronze_path: str):
     ``id_conflict_existing`` (quarantined, never overwriting what the table holds)."""
     from pyspark.sql import functions as F
 
-    existing = spark.read.format("delta").load(bronze_path).select(
-        F.col(C.DOC_ID).alias("_eid"), F.col(C.CONTENT_HASH).alias("_ehash"))
+    existing = (
+        spark.read.format("delta")
+        .load(bronze_path)
+        .select(F.col(C.DOC_ID).alias("_eid"), F.col(C.CONTENT_HASH).alias("_ehash"))
+    )
     joined = classified.join(existing, F.col(C.DOC_ID) == F.col("_eid"), "left")
-    status = F.when(F.col(C.REASON).isNotNull() | F.col("_eid").isNull(), F.col(C.REASON)).when(
-        F.col("_ehash") == F.col(C.CONTENT_HASH), F.lit("unchanged")).otherwise(F.lit("id_conflict_existing"))
-    detail = F.when(status == "id_conflict_existing", F.concat(F.lit("bronze already holds this doc_id with content_hash "), F.col("_ehash"))).otherwise(F.col(C.DETAIL))
+    status = (
+        F.when(F.col(C.REASON).isNotNull() | F.col("_eid").isNull(), F.col(C.REASON))
+        .when(F.col("_ehash") == F.col(C.CONTENT_HASH), F.lit("unchanged"))
+        .otherwise(F.lit("id_conflict_existing"))
+    )
+    detail = F.when(
+        status == "id_conflict_existing",
+        F.concat(F.lit("bronze already holds this doc_id with content_hash "), F.col("_ehash")),
+    ).otherwise(F.col(C.DETAIL))
     return joined.withColumn(C.DETAIL, detail).withColumn(C.REASON, status).drop("_eid", "_ehash")
 
 
@@ -207,21 +250,36 @@ def load(spark, df, cfg: IngestConfig, record) -> None:
 
     counts = {r[0]: r[1] for r in df.groupBy(C.REASON).count().collect()}
     good = df.filter(F.col(C.REASON).isNull()).select(
-        C.DOC_ID, C.TEXT, C.SOURCE, C.SOURCE_FILE, C.CONTENT_HASH, C.EXTRA, C.INGESTED_AT, C.RUN_ID)
+        C.DOC_ID, C.TEXT, C.SOURCE, C.SOURCE_FILE, C.CONTENT_HASH, C.EXTRA, C.INGESTED_AT, C.RUN_ID
+    )
     written = merge_insert_new(spark, cfg.output, good, [C.DOC_ID, C.CONTENT_HASH])["inserted"]
 
     occurrence = F.row_number().over(Window.partitionBy(C.SOURCE_FILE, C.RAW_HASH, C.REASON).orderBy(C.DOC_ID))
     raw_text = F.substring(F.expr("make_valid_utf8(CAST(raw_bin AS STRING))"), 1, C.RAW_PREVIEW_CHARS)
     bad = df.filter(F.col(C.REASON).isNotNull() & (F.col(C.REASON) != "unchanged")).select(
-        C.SOURCE, C.SOURCE_FILE, C.REASON, C.DETAIL, raw_text.alias(C.RAW),
-        C.RAW_BYTES, C.RAW_HASH,
-        occurrence.cast("int").alias(C.OCCURRENCE), C.DOC_ID, F.lit("ingest").alias(C.JOB), C.RUN_ID, C.INGESTED_AT)
+        C.SOURCE,
+        C.SOURCE_FILE,
+        C.REASON,
+        C.DETAIL,
+        raw_text.alias(C.RAW),
+        C.RAW_BYTES,
+        C.RAW_HASH,
+        occurrence.cast("int").alias(C.OCCURRENCE),
+        C.DOC_ID,
+        F.lit("ingest").alias(C.JOB),
+        C.RUN_ID,
+        C.INGESTED_AT,
+    )
     merge_insert_new(spark, cfg.quarantine, bad, QUARANTINE_KEYS)
 
     quarantined = {k: v for k, v in counts.items() if k not in (None, "unchanged")}
-    record.counts.update(read=sum(counts.values()), written=written, unchanged=counts.get("unchanged", 0),
-                         quarantined=sum(quarantined.values()),
-                         **{f"quarantined_{k}": v for k, v in sorted(quarantined.items())})
+    record.counts.update(
+        read=sum(counts.values()),
+        written=written,
+        unchanged=counts.get("unchanged", 0),
+        quarantined=sum(quarantined.values()),
+        **{f"quarantined_{k}": v for k, v in sorted(quarantined.items())},
+    )
     to_write = counts.get(None, 0)
     assert written == to_write, f"MERGE inserted {written} rows, expected {to_write}"
 
@@ -245,11 +303,19 @@ def run(spark, cfg: IngestConfig, record) -> None:
         classified.unpersist()
     finally:
         parsed.unpersist()
-    record.output_versions.update({cfg.output: table_version(spark, cfg.output),
-                                   cfg.quarantine: table_version(spark, cfg.quarantine)})
+    record.output_versions.update(
+        {cfg.output: table_version(spark, cfg.output), cfg.quarantine: table_version(spark, cfg.quarantine)}
+    )
     c = record.counts
-    log.info("ingest %s: read %d = written %d + unchanged %d + quarantined %d %s", cfg.input, c["read"], c["written"],
-             c["unchanged"], c["quarantined"], {k: v for k, v in c.items() if k.startswith("quarantined_")})
+    log.info(
+        "ingest %s: read %d = written %d + unchanged %d + quarantined %d %s",
+        cfg.input,
+        c["read"],
+        c["written"],
+        c["unchanged"],
+        c["quarantined"],
+        {k: v for k, v in c.items() if k.startswith("quarantined_")},
+    )
     print(json.dumps({"run_id": record.run_id, **c}, sort_keys=True))
 
 
@@ -272,10 +338,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         cfg = IngestConfig(
-            input=args.input, format=args.format,
+            input=args.input,
+            format=args.format,
             output=cli.resolve_table(args.output, args.lake, "bronze", "--output"),
             quarantine=cli.resolve_table(args.quarantine, args.lake, "quarantine", "--quarantine"),
-            text_col=args.text_col, id_col=args.id_col, source=args.source, max_doc_bytes=args.max_doc_bytes)
+            text_col=args.text_col,
+            id_col=args.id_col,
+            source=args.source,
+            max_doc_bytes=args.max_doc_bytes,
+        )
         runs = cli.resolve_table(args.runs, args.lake, "runs", "--runs")
     except ValueError as exc:
         log.error("%s", exc)

@@ -73,16 +73,33 @@ def run(spark, cfg: ScoreConfig, record) -> None:
         if stats["scored"]:  # nothing to do: no MERGE, no commit
             source = scored.drop("_status")
             merged, retries = retry_on_conflict(
-                lambda: merge_upsert_changed(spark, cfg.output, source, [C.DOC_ID, C.MODEL_HASH], C.CONTENT_HASH,
-                                             replace_if=retryable(F.col(f"t.{C.ERROR}"))),
-                what="MERGE")
+                lambda: merge_upsert_changed(
+                    spark,
+                    cfg.output,
+                    source,
+                    [C.DOC_ID, C.MODEL_HASH],
+                    C.CONTENT_HASH,
+                    replace_if=retryable(F.col(f"t.{C.ERROR}")),
+                ),
+                what="MERGE",
+            )
     finally:
         scored.unpersist()
     n_rows = df.count()
-    record.counts.update(rows=n_rows, unchanged=n_rows - stats["scored"], new=stats["new"], changed=stats["changed"],
-                         retried=stats["retried"], scored=stats["scored"], errors=stats["errors"],
-                         input_errors=stats["input_errors"], model_errors=stats["model_errors"],
-                         inserted=merged["inserted"], updated=merged["updated"], merge_retries=retries)
+    record.counts.update(
+        rows=n_rows,
+        unchanged=n_rows - stats["scored"],
+        new=stats["new"],
+        changed=stats["changed"],
+        retried=stats["retried"],
+        scored=stats["scored"],
+        errors=stats["errors"],
+        input_errors=stats["input_errors"],
+        model_errors=stats["model_errors"],
+        inserted=merged["inserted"],
+        updated=merged["updated"],
+        merge_retries=retries,
+    )
     record.output_versions[cfg.output] = table_version(spark, cfg.output)
     record.extra.update(model_name=model[0], model_hash=model[1], task=cfg.task)
     log.info("nightly %s %s with %s: %s", cfg.task, cfg.input, model[0], record.counts)

@@ -96,21 +96,37 @@ def loss_by_source(spark, art, max_docs: int = VAL_DOCS_PER_SOURCE, max_tokens: 
         return None
     gold = spark.read.format("delta").option("versionAsOf", meta["input_version"]).load(meta["input"])
     source = F.col(C.SOURCE) if C.SOURCE in gold.columns else F.lit("(all)")
-    docs = gold.select(F.coalesce(source.cast("string"), F.lit("(none)")).alias("src"), C.DOC_ID, C.TEXT,
-                       split_column(rule).alias("split"),
-                       F.xxhash64(F.lit(rule["seed"]), F.lit("order"), C.DOC_ID).alias("order_key"))
+    docs = gold.select(
+        F.coalesce(source.cast("string"), F.lit("(none)")).alias("src"),
+        C.DOC_ID,
+        C.TEXT,
+        split_column(rule).alias("split"),
+        F.xxhash64(F.lit(rule["seed"]), F.lit("order"), C.DOC_ID).alias("order_key"),
+    )
     totals = {(r.src, r.split): r["count"] for r in docs.groupBy("src", "split").count().collect()}
-    ranked = docs.withColumn("r", F.row_number().over(Window.partitionBy("src", "split").orderBy("order_key", C.DOC_ID)))
+    ranked = docs.withColumn(
+        "r", F.row_number().over(Window.partitionBy("src", "split").orderBy("order_key", C.DOC_ID))
+    )
     groups: dict[str, list] = {}
-    for r in ranked.filter(F.col("r") <= max_docs).orderBy("src", "split", "r").select("src", "split", C.TEXT).collect():
+    for r in (
+        ranked.filter(F.col("r") <= max_docs).orderBy("src", "split", "r").select("src", "split", C.TEXT).collect()
+    ):
         if r[C.TEXT]:
             groups.setdefault(f"{r.src}\x1f{r.split}", []).append(art.tokenizer.encode(r[C.TEXT], add_eos=True))
     losses = loss_by_group(art.model, groups, max_tokens_per_group=max_tokens)
     rows = []
     for (src, split), n in sorted(totals.items()):
         got = losses.get(f"{src}\x1f{split}", {"loss": float("nan"), "tokens": 0.0, "docs": 0.0})
-        rows.append({"source": src, "split": split, "docs": n, "docs_scored": int(got["docs"]),
-                     "tokens": int(got["tokens"]), "loss": got["loss"]})
+        rows.append(
+            {
+                "source": src,
+                "split": split,
+                "docs": n,
+                "docs_scored": int(got["docs"]),
+                "tokens": int(got["tokens"]),
+                "loss": got["loss"],
+            }
+        )
     return rows
 
 
@@ -122,14 +138,23 @@ def _nats(x: float) -> str:
 def _loss_by_source_md(rows) -> list[str]:
     """Markdown for `loss_by_source`: one row per source, val then train, plus the token-weighted val mean."""
     by = {(r["source"], r["split"]): r for r in rows}
-    md = ["### Loss per source", "",
-          (f"The trained model on each source's documents (nats/token; up to {VAL_DOCS_PER_SOURCE} documents and "
-           f"{VAL_TOKENS_PER_SOURCE} tokens per source and split, packed like the training windows)."), "",
-          "| source | val docs | val tokens scored | val loss | train docs scored | train loss |", "|---|---|---|---|---|---|"]
+    md = [
+        "### Loss per source",
+        "",
+        (
+            f"The trained model on each source's documents (nats/token; up to {VAL_DOCS_PER_SOURCE} documents and "
+            f"{VAL_TOKENS_PER_SOURCE} tokens per source and split, packed like the training windows)."
+        ),
+        "",
+        "| source | val docs | val tokens scored | val loss | train docs scored | train loss |",
+        "|---|---|---|---|---|---|",
+    ]
     for src in sorted({r["source"] for r in rows}):
         v = by.get((src, "val"), {"docs": 0, "tokens": 0, "loss": float("nan")})
         t = by.get((src, "train"), {"docs_scored": 0, "loss": float("nan")})
-        md.append(f"| {src} | {v['docs']} | {v['tokens']} | {_nats(v['loss'])} | {t['docs_scored']} | {_nats(t['loss'])} |")
+        md.append(
+            f"| {src} | {v['docs']} | {v['tokens']} | {_nats(v['loss'])} | {t['docs_scored']} | {_nats(t['loss'])} |"
+        )
     val = [r for r in rows if r["split"] == "val" and r["tokens"]]
     if val:
         mean = sum(r["loss"] * r["tokens"] for r in val) / sum(r["tokens"] for r in val)
@@ -159,7 +184,9 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
     md += ["## Curation funnel", "", "| stage | documents |", "|---|---|"]
     md += [f"| {n} | {c} |" for n, c in stages]
     if stages:
-        _plot_bars([n for n, _ in stages], [c for _, c in stages], "documents per stage", Path(out, "funnel.png"), False)
+        _plot_bars(
+            [n for n, _ in stages], [c for _, c in stages], "documents per stage", Path(out, "funnel.png"), False
+        )
         md += ["", "![funnel](funnel.png)", ""]
 
     # --- per stage: in / kept / dropped from the jobs' recorded counts (jobs/stats.py)
@@ -168,8 +195,12 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
 
         stage_rows = funnel_rows(*collect_counts(spark, table_path(lake, "runs")))
         if stage_rows:
-            md += ["## Funnel per stage", "", "| job | stage | in | kept | dropped | top reasons |",
-                   "|---|---|---|---|---|---|"]
+            md += [
+                "## Funnel per stage",
+                "",
+                "| job | stage | in | kept | dropped | top reasons |",
+                "|---|---|---|---|---|---|",
+            ]
             for r in stage_rows:
                 top = ", ".join(f"{k} {v}" for k, v in sorted(r["reasons"].items(), key=lambda kv: -kv[1])[:3])
                 md.append(f"| {r['job']} | {r['stage']} | {r['in']} | {r['kept']} | {r['dropped']} | {top} |")
@@ -186,8 +217,12 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
     md += ["## Drop reasons", "", "| table:reason | documents |", "|---|---|"]
     md += [f"| {k} | {v} |" for k, v in reasons] or ["| (none) | 0 |"]
     if reasons:
-        _plot_bars([k for k, _ in reasons[:25]], [v for _, v in reasons[:25]], "dropped documents by reason",
-                   Path(out, "drop_reasons.png"))
+        _plot_bars(
+            [k for k, _ in reasons[:25]],
+            [v for _, v in reasons[:25]],
+            "dropped documents by reason",
+            Path(out, "drop_reasons.png"),
+        )
         md += ["", "![drop reasons](drop_reasons.png)", ""]
 
     # --- duplicate clusters
@@ -216,8 +251,14 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
         md += ["| | train | val |", "|---|---|---|"]
         for key in ("docs", "tokens", "windows", "tail_tokens"):
             md.append(f"| {key} | {meta[key].get('train', 0)} | {meta[key].get('val', 0)} |")
-        md += ["", (f"Tokenizer sha256 `{meta['tokenizer_sha256'][:16]}...`, vocab {meta['vocab_size']}, block "
-               f"{meta['block_size']}, {meta['bytes_per_token']:.2f} bytes/token, gold version {meta['input_version']}.")]
+        md += [
+            "",
+            (
+                f"Tokenizer sha256 `{meta['tokenizer_sha256'][:16]}...`, vocab {meta['vocab_size']}, block "
+                f"{meta['block_size']}, {meta['bytes_per_token']:.2f} bytes/token, "
+                f"gold version {meta['input_version']}."
+            ),
+        ]
     else:
         md += ["build_dataset has not run yet."]
     md += [""]
@@ -229,16 +270,28 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
         extra = json.loads(run.extra)
         metrics = extra.get("metrics", {})
         val_loss, val_bpb = metrics.get("val_loss"), metrics.get("val_bpb")
-        md += [(f"Artifact `{extra.get('artifact')}` (hash `{extra.get('model_hash', '')[:16]}...`): "
-               f"{metrics.get('step')} steps, {metrics.get('n_params')} parameters, train loss "
-               f"{metrics.get('train_loss') or float('nan'):.3f}, val loss "
-               + (f"{val_loss:.3f} nats/token, {val_bpb:.3f} bits/byte." if val_loss is not None
-                  else "none (the dataset has no val split)."))]
+        md += [
+            (
+                f"Artifact `{extra.get('artifact')}` (hash `{extra.get('model_hash', '')[:16]}...`): "
+                f"{metrics.get('step')} steps, {metrics.get('n_params')} parameters, train loss "
+                f"{metrics.get('train_loss') or float('nan'):.3f}, val loss "
+                + (
+                    f"{val_loss:.3f} nats/token, {val_bpb:.3f} bits/byte."
+                    if val_loss is not None
+                    else "none (the dataset has no val split)."
+                )
+            )
+        ]
         first_last = _first_last_val(extra.get("metrics.jsonl"))
         if first_last:
             first, last = first_last
-            md += ["", (f"Val loss {first['loss']:.3f} at step {first['step']} -> {last['loss']:.3f} at step "
-                        f"{last['step']} (the trainer's evaluation: its first eval_steps batches of val windows).")]
+            md += [
+                "",
+                (
+                    f"Val loss {first['loss']:.3f} at step {first['step']} -> {last['loss']:.3f} at step "
+                    f"{last['step']} (the trainer's evaluation: its first eval_steps batches of val windows)."
+                ),
+            ]
         curve = extra.get("loss_curve.png")
         if curve and os.path.exists(curve):
             shutil.copy(curve, Path(out, "loss_curve.png"))
@@ -255,8 +308,11 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
         torch.set_num_threads(1)
         art = load_artifact(artifact)
         rows = loss_by_source(spark, art)
-        md += [""] + (_loss_by_source_md(rows) if rows else
-                      ["The model's dataset metadata has no split rule: no loss per source."])
+        md += [""] + (
+            _loss_by_source_md(rows)
+            if rows
+            else ["The model's dataset metadata has no split rule: no loss per source."]
+        )
     md += [""]
 
     # --- scores
@@ -282,13 +338,23 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
                 fig.tight_layout()
                 fig.savefig(Path(out, "scores_hist.png"), dpi=100)
                 plt.close(fig)
-                md += ["", "![scores](scores_hist.png)", "", ("Median perplexity "
-                       f"{float(np.median(vals)):.1f}; lowest and highest:"), ""]
+                md += [
+                    "",
+                    "![scores](scores_hist.png)",
+                    "",
+                    (f"Median perplexity {float(np.median(vals)):.1f}; lowest and highest:"),
+                    "",
+                ]
                 ordered = sdf.filter("perplexity IS NOT NULL").orderBy("perplexity")
-                for label, rows in (("lowest", ordered.limit(3).collect()),
-                                    ("highest", ordered.orderBy(F.desc("perplexity")).limit(3).collect())):
+                for label, rows in (
+                    ("lowest", ordered.limit(3).collect()),
+                    ("highest", ordered.orderBy(F.desc("perplexity")).limit(3).collect()),
+                ):
                     md += [f"- {label}: " + ", ".join(f"`{r.doc_id}` ({r.perplexity:.1f})" for r in rows)]
-        md += ["", f"Lineage columns: {', '.join(c for c in sdf.columns if c in ('model_hash', 'input_version', 'run_id'))}."]
+        md += [
+            "",
+            f"Lineage columns: {', '.join(c for c in sdf.columns if c in ('model_hash', 'input_version', 'run_id'))}.",
+        ]
     else:
         md += ["score has not run yet."]
     md += [""]
@@ -300,12 +366,18 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
 
         for prompt in ("The ", "It is a truth", "In the year"):
             idx = torch.tensor([art.tokenizer.encode(prompt)], dtype=torch.long)
-            out_ids = art.model.generate(idx, max_new_tokens=40, temperature=0.8, top_k=50, seed=0,
-                                         eos_id=art.tokenizer.eos_id)
+            out_ids = art.model.generate(
+                idx, max_new_tokens=40, temperature=0.8, top_k=50, seed=0, eos_id=art.tokenizer.eos_id
+            )
             text = art.tokenizer.decode(out_ids[0].tolist(), skip_special=True)
             md += [f"- `{prompt}` → {json.dumps(text)}"]
-        md += ["", "## Lineage", "", f"- artifact: `{artifact}` hash `{art.hash}`",
-               f"- trained on `{art.metadata['lineage']['data']}` version {art.metadata['lineage']['data_version']}"]
+        md += [
+            "",
+            "## Lineage",
+            "",
+            f"- artifact: `{artifact}` hash `{art.hash}`",
+            f"- trained on `{art.metadata['lineage']['data']}` version {art.metadata['lineage']['data_version']}",
+        ]
     else:
         md += ["no artifact yet."]
     md += [""]

@@ -52,8 +52,10 @@ from udfs import columns as C
 
 log = logging.getLogger("jobs.score")
 
-LINEAGE = (f"{C.TASK} string, {C.MODEL_NAME} string, {C.MODEL_HASH} string, {C.INPUT_TABLE} string, "
-           f"{C.INPUT_VERSION} bigint, {C.RUN_ID} string, {C.SCORED_AT} timestamp")
+LINEAGE = (
+    f"{C.TASK} string, {C.MODEL_NAME} string, {C.MODEL_HASH} string, {C.INPUT_TABLE} string, "
+    f"{C.INPUT_VERSION} bigint, {C.RUN_ID} string, {C.SCORED_AT} timestamp"
+)
 
 
 @dataclass(frozen=True)
@@ -111,10 +113,21 @@ class ScoreConfig:
         if self.task == "score":
             return {**common, "max_len": self.max_len, "stride": self.stride, "precision": self.precision}
         if self.task == "embed":
-            return {**common, "max_len": self.max_len, "precision": self.precision, "pooling": self.pooling,
-                    "normalize": self.normalize}
-        return {**common, "max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
-                "top_k": self.top_k, "top_p": self.top_p, "seed": self.seed}
+            return {
+                **common,
+                "max_len": self.max_len,
+                "precision": self.precision,
+                "pooling": self.pooling,
+                "normalize": self.normalize,
+            }
+        return {
+            **common,
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "top_p": self.top_p,
+            "seed": self.seed,
+        }
 
 
 def output_schema(task: str) -> str:
@@ -170,14 +183,20 @@ def transform(rows, cfg: ScoreConfig, lineage: dict, keep: tuple[str, ...] = ())
     (and the ``keep`` columns of ``rows``, first, for the caller's bookkeeping)."""
     from pyspark.sql import functions as F
 
-    udf = inference.make_task_udf(cfg.task, cfg.model, sub_batch_rows=cfg.sub_batch_rows, expected_hash=lineage[C.MODEL_HASH],
-                          **cfg.task_options())
+    udf = inference.make_task_udf(
+        cfg.task,
+        cfg.model,
+        sub_batch_rows=cfg.sub_batch_rows,
+        expected_hash=lineage[C.MODEL_HASH],
+        **cfg.task_options(),
+    )
     ids = [*keep, C.DOC_ID, C.CONTENT_HASH]
     out = rows.select(*ids, udf(F.col(C.TEXT)).alias("_r")).select(*ids, "_r.*")
     for name, value in lineage.items():
         out = out.withColumn(name, F.lit(value))
     return out.withColumn(C.INPUT_VERSION, F.col(C.INPUT_VERSION).cast("bigint")).withColumn(
-        C.SCORED_AT, F.col(C.SCORED_AT).cast("timestamp"))
+        C.SCORED_AT, F.col(C.SCORED_AT).cast("timestamp")
+    )
 
 
 def ensure_output(spark, cfg: ScoreConfig) -> None:
@@ -188,15 +207,23 @@ def ensure_output(spark, cfg: ScoreConfig) -> None:
     retry_on_conflict(lambda: ensure_table(spark, cfg.output, schema), what="create output")
     have = spark.read.format("delta").load(cfg.output).schema.fieldNames()
     if have != schema.fieldNames():
-        raise cli.UsageError(f"--output {cfg.output} has columns {have}, not those of task {cfg.task!r}; "
-                             "write each task to its own table")
+        raise cli.UsageError(
+            f"--output {cfg.output} has columns {have}, not those of task {cfg.task!r}; "
+            "write each task to its own table"
+        )
 
 
 def lineage_for(cfg: ScoreConfig, model: tuple[str, str], version: int | None, record) -> dict:
     """Lineage columns of every output row of this run: task, model (name, hash), input table + version, run."""
-    return {C.TASK: cfg.task, C.MODEL_NAME: model[0], C.MODEL_HASH: model[1], C.INPUT_TABLE: cfg.input,
-            C.INPUT_VERSION: version, C.RUN_ID: record.run_id,
-            C.SCORED_AT: record.started_at.replace(tzinfo=None)}
+    return {
+        C.TASK: cfg.task,
+        C.MODEL_NAME: model[0],
+        C.MODEL_HASH: model[1],
+        C.INPUT_TABLE: cfg.input,
+        C.INPUT_VERSION: version,
+        C.RUN_ID: record.run_id,
+        C.SCORED_AT: record.started_at.replace(tzinfo=None),
+    }
 
 
 class ModelErrorRateExceeded(RuntimeError):
@@ -217,8 +244,9 @@ def find_todo(spark, rows, cfg: ScoreConfig, model_hash: str, changed: bool = Fa
     from pyspark.sql import functions as F
 
     done = spark.read.format("delta").load(cfg.output).filter(F.col(C.MODEL_HASH) == model_hash)
-    done = done.select(F.col(C.DOC_ID).alias("_id"), F.col(C.CONTENT_HASH).alias("_hash"),
-                       retryable(F.col(C.ERROR)).alias("_failed"))
+    done = done.select(
+        F.col(C.DOC_ID).alias("_id"), F.col(C.CONTENT_HASH).alias("_hash"), retryable(F.col(C.ERROR)).alias("_failed")
+    )
     joined = rows.join(done, F.col(C.DOC_ID) == F.col("_id"), "left")  # output has one row per (doc_id, model)
     status = F.when(F.col("_id").isNull(), "new")
     if changed:
@@ -257,7 +285,8 @@ def check_error_rate(counts: dict, max_error_rate: float) -> None:
         raise ModelErrorRateExceeded(
             f"{failed} of {sent} rows failed in the model ({failed / sent:.1%} > --max-error-rate {max_error_rate}); "
             "what was scored is written, the failed rows are marked 'model_failed: ...' and the next run "
-            "scores them again")
+            "scores them again"
+        )
 
 
 def score_new(spark, rows, cfg: ScoreConfig, lineage: dict, counts: dict) -> None:
@@ -272,14 +301,27 @@ def score_new(spark, rows, cfg: ScoreConfig, lineage: dict, counts: dict) -> Non
         merged, retries = {"inserted": 0, "updated": 0}, 0
         if stats["scored"]:  # nothing to do: no MERGE, no commit
             merged, retries = retry_on_conflict(
-                lambda: merge_insert_new(spark, cfg.output, scored.drop("_status"), [C.DOC_ID, C.MODEL_HASH],
-                                         replace_if=retryable(F.col(f"t.{C.ERROR}"))), what="MERGE")
+                lambda: merge_insert_new(
+                    spark,
+                    cfg.output,
+                    scored.drop("_status"),
+                    [C.DOC_ID, C.MODEL_HASH],
+                    replace_if=retryable(F.col(f"t.{C.ERROR}")),
+                ),
+                what="MERGE",
+            )
     finally:
         scored.unpersist()
-    for key, n in (("scored", stats["scored"]), ("errors", stats["errors"]), ("input_errors", stats["input_errors"]),
-                   ("model_errors", stats["model_errors"]), ("retried", stats["retried"]),
-                   ("written", merged["inserted"] + merged["updated"]), ("replaced", merged["updated"]),
-                   ("merge_retries", retries)):
+    for key, n in (
+        ("scored", stats["scored"]),
+        ("errors", stats["errors"]),
+        ("input_errors", stats["input_errors"]),
+        ("model_errors", stats["model_errors"]),
+        ("retried", stats["retried"]),
+        ("written", merged["inserted"] + merged["updated"]),
+        ("replaced", merged["updated"]),
+        ("merge_retries", retries),
+    ):
         counts[key] = counts.get(key, 0) + n
 
 
@@ -296,8 +338,13 @@ def run(spark, cfg: ScoreConfig, record) -> None:
     if cfg.stream:  # rows earlier runs failed on are behind the checkpoint: rescore them from the table first
         from pyspark.sql import functions as F
 
-        failed = (spark.read.format("delta").load(cfg.output).filter(F.col(C.MODEL_HASH) == model[1])
-                  .filter(retryable(F.col(C.ERROR))).select(C.DOC_ID))
+        failed = (
+            spark.read.format("delta")
+            .load(cfg.output)
+            .filter(F.col(C.MODEL_HASH) == model[1])
+            .filter(retryable(F.col(C.ERROR)))
+            .select(C.DOC_ID)
+        )
         if not failed.isEmpty():  # else no full read of the input
             df = spark.read.format("delta").option("versionAsOf", version).load(cfg.input)
             score_new(spark, prepare(df, cfg).join(failed, C.DOC_ID, "left_semi"), cfg, lineage, counts)
@@ -307,8 +354,12 @@ def run(spark, cfg: ScoreConfig, record) -> None:
             score_new(spark, prepare(batch, cfg), cfg, lineage, counts)
 
         source = spark.readStream.format("delta").load(cfg.input)
-        query = (source.writeStream.foreachBatch(each_batch).option("checkpointLocation", cfg.checkpoint)
-                 .trigger(availableNow=True).start())
+        query = (
+            source.writeStream.foreachBatch(each_batch)
+            .option("checkpointLocation", cfg.checkpoint)
+            .trigger(availableNow=True)
+            .start()
+        )
         query.awaitTermination()
     else:
         df = spark.read.format("delta").option("versionAsOf", version).load(cfg.input)
@@ -328,28 +379,55 @@ def build_parser(description: str, stream: bool = True) -> argparse.ArgumentPars
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--config", help="JSON file of ScoreConfig fields; flags override it")
     p.add_argument("--input", help="input Delta table (default: LAKE/gold)")
-    p.add_argument("--model", help="model: a lakelm artifact folder or a local Hugging Face folder (gpt2, llama, "
-                   "mistral, qwen2 natively; other causal LMs and text encoders with lakelm[hf]; safetensors "
-                   "weights) (required)")
+    p.add_argument(
+        "--model",
+        help="model: a lakelm artifact folder or a local Hugging Face folder (gpt2, llama, "
+        "mistral, qwen2 natively; other causal LMs and text encoders with lakelm[hf]; safetensors "
+        "weights) (required)",
+    )
     p.add_argument("--output", help="output Delta table (default: LAKE/scores)")
     p.add_argument("--task", choices=tasks.TASKS)
     p.add_argument("--precision", choices=model_config.PRECISIONS, help="score/embed arithmetic (default fp32)")
-    p.add_argument("--pooling", choices=tasks.POOLINGS,
-                   help="embed: mean of the final hidden states over the text (default), or cls: the [CLS] "
-                   "position of a text encoder (BERT-style models only)")
-    p.add_argument("--normalize", action="store_true", default=None,
-                   help="embed: L2-normalise each embedding (unit length; dot product = cosine similarity)")
-    for flag, typ in (("--text-col", str), ("--id-col", str), ("--partitions", int), ("--sub-batch-rows", int),
-                      ("--token-budget", int), ("--max-rows", int), ("--max-len", int), ("--stride", int),
-                      ("--max-new-tokens", int), ("--temperature", float), ("--top-k", int), ("--top-p", float),
-                      ("--seed", int)):
+    p.add_argument(
+        "--pooling",
+        choices=tasks.POOLINGS,
+        help="embed: mean of the final hidden states over the text (default), or cls: the [CLS] "
+        "position of a text encoder (BERT-style models only)",
+    )
+    p.add_argument(
+        "--normalize",
+        action="store_true",
+        default=None,
+        help="embed: L2-normalise each embedding (unit length; dot product = cosine similarity)",
+    )
+    for flag, typ in (
+        ("--text-col", str),
+        ("--id-col", str),
+        ("--partitions", int),
+        ("--sub-batch-rows", int),
+        ("--token-budget", int),
+        ("--max-rows", int),
+        ("--max-len", int),
+        ("--stride", int),
+        ("--max-new-tokens", int),
+        ("--temperature", float),
+        ("--top-k", int),
+        ("--top-p", float),
+        ("--seed", int),
+    ):
         p.add_argument(flag, type=typ)
-    p.add_argument("--max-error-rate", type=float,
-                   help="fail (exit 1, after writing) when more than this fraction of rows fails in the model "
-                        "(default 0.01); those rows are retried by the next run")
-    p.add_argument("--expect-model-hash", metavar="HASH",
-                   help="refuse (exit 2) unless the model's hash is HASH (an artifact: sha256 of its manifest.json; "
-                   "a Hugging Face folder: sha256 of its config, weights and tokenizer files)")
+    p.add_argument(
+        "--max-error-rate",
+        type=float,
+        help="fail (exit 1, after writing) when more than this fraction of rows fails in the model "
+        "(default 0.01); those rows are retried by the next run",
+    )
+    p.add_argument(
+        "--expect-model-hash",
+        metavar="HASH",
+        help="refuse (exit 2) unless the model's hash is HASH (an artifact: sha256 of its manifest.json; "
+        "a Hugging Face folder: sha256 of its config, weights and tokenizer files)",
+    )
     if stream:
         p.add_argument("--stream", action="store_true", default=None, help="read the input as a Delta stream")
         p.add_argument("--checkpoint", help="streaming checkpoint folder (with --stream)")

@@ -47,9 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     d, sd = service.ServiceLimits(), service.ServerLimits()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="a lakelm artifact folder or a local Hugging Face folder")
-    p.add_argument("--expect-model-hash", metavar="HASH",
-                   help="refuse to start (exit 2) unless the model's hash (an artifact: sha256 of manifest.json; "
-                   "a Hugging Face folder: model.hf_folder.folder_hash) is HASH")
+    p.add_argument(
+        "--expect-model-hash",
+        metavar="HASH",
+        help="refuse to start (exit 2) unless the model's hash (an artifact: sha256 of manifest.json; "
+        "a Hugging Face folder: model.hf_folder.folder_hash) is HASH",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 = every interface)")
     p.add_argument("--port", type=int, default=8000, help="port; 0 = any free port (printed at start)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -62,10 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue", type=int, default=sd.queue, help="/predict requests waiting for a worker; more: 503")
     p.add_argument("--max-connections", type=int, default=sd.max_connections, help="open sockets; more: 503")
     p.add_argument("--header-timeout", type=float, default=sd.header_timeout_s, help="seconds to send the headers")
-    p.add_argument("--body-timeout", type=float, default=sd.body_timeout_s,
-                   help="seconds to send the body, and to read the answer")
-    p.add_argument("--idle-timeout", type=float, default=sd.idle_timeout_s,
-                   help="seconds a connection may wait between requests")
+    p.add_argument(
+        "--body-timeout", type=float, default=sd.body_timeout_s, help="seconds to send the body, and to read the answer"
+    )
+    p.add_argument(
+        "--idle-timeout", type=float, default=sd.idle_timeout_s, help="seconds a connection may wait between requests"
+    )
     p.add_argument("--retry-after", type=int, default=sd.retry_after_s, help="Retry-After seconds of a 503")
     return p
 
@@ -82,19 +87,29 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         limits = service.ServiceLimits(
-            max_body_bytes=args.max_body_bytes, max_texts=args.max_texts, max_text_chars=args.max_text_chars,
-            max_new_tokens=args.max_new_tokens, default_max_new_tokens=args.default_max_new_tokens)
+            max_body_bytes=args.max_body_bytes,
+            max_texts=args.max_texts,
+            max_text_chars=args.max_text_chars,
+            max_new_tokens=args.max_new_tokens,
+            default_max_new_tokens=args.default_max_new_tokens,
+        )
         server_limits = service.ServerLimits(
-            workers=args.workers, queue=args.queue, max_connections=args.max_connections,
-            header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
-            idle_timeout_s=args.idle_timeout, retry_after_s=args.retry_after)
+            workers=args.workers,
+            queue=args.queue,
+            max_connections=args.max_connections,
+            header_timeout_s=args.header_timeout,
+            body_timeout_s=args.body_timeout,
+            idle_timeout_s=args.idle_timeout,
+            retry_after_s=args.retry_after,
+        )
         torch.set_num_threads(args.threads)
         art = load_model(args.model, expected_hash=args.expect_model_hash)
     except (ArtifactIntegrityError, OSError, ValueError) as exc:
         log.error("cannot serve: %s", exc)
         return cli.EXIT_USAGE
-    server = BoundedHTTPServer(make_app(art, limits, server_limits), service.needs_model, server_limits,
-                               limits.max_body_bytes)
+    server = BoundedHTTPServer(
+        make_app(art, limits, server_limits), service.needs_model, server_limits, limits.max_body_bytes
+    )
     log.info("model %s, limits %s, server %s", service.model_info(art), limits, server_limits)
 
     def ready(host: str, port: int) -> None:

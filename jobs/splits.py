@@ -66,8 +66,10 @@ def check_split_request(n_docs: int, val_fraction: float) -> None:
     if n_docs == 0:
         raise ValueError("the input table has no documents")
     if n_docs == 1 and val_fraction > 0:
-        raise ValueError("the input table has 1 document: it cannot be split into train and val; "
-                         "pass --val-fraction 0 to build a train-only table (no validation loss)")
+        raise ValueError(
+            "the input table has 1 document: it cannot be split into train and val; "
+            "pass --val-fraction 0 to build a train-only table (no validation loss)"
+        )
 
 
 def _bucket(seed: int):
@@ -126,7 +128,8 @@ def _edge_doc(docs, rule: dict, split: str, smallest: bool) -> str:
 
     bucket = _bucket(rule["seed"])
     cands = docs.filter(split_column(rule) == split).select(
-        C.DOC_ID, bucket.alias("b"), (F.coalesce(F.length(C.TEXT), F.lit(0)) == 0).alias("empty"))
+        C.DOC_ID, bucket.alias("b"), (F.coalesce(F.length(C.TEXT), F.lit(0)) == 0).alias("empty")
+    )
     order = ["empty"] + ([F.col("b"), F.col(C.DOC_ID)] if smallest else [F.col("b").desc(), F.col(C.DOC_ID).desc()])
     return cands.orderBy(*order).first()[C.DOC_ID]
 
@@ -157,27 +160,50 @@ def plan_split(docs, seed: int, val_fraction: float, stratify_by: tuple[str, ...
     missing = [c for c in stratify_by if c not in docs.columns]
     if missing:
         raise ValueError(f"stratify_by columns {missing} are not in the input (it has {sorted(docs.columns)})")
-    rule = {"seed": seed, "val_fraction": val_fraction, "stratify_by": list(stratify_by), "strata": [],
-            "forced_val": [], "forced_train": []}
+    rule = {
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "stratify_by": list(stratify_by),
+        "strata": [],
+        "forced_val": [],
+        "forced_train": [],
+    }
     bucket = _bucket(seed)
     if stratify_by:
         by_stratum = Window.partitionBy(*stratify_by)
-        ranked = (docs.select(*stratify_by, _stratum_key(stratify_by).alias("key"), C.DOC_ID, bucket.alias("b"))
-                  .withColumn("n", F.count(F.lit(1)).over(by_stratum))
-                  .withColumn("r", F.row_number().over(by_stratum.orderBy("b", C.DOC_ID))))
+        ranked = (
+            docs.select(*stratify_by, _stratum_key(stratify_by).alias("key"), C.DOC_ID, bucket.alias("b"))
+            .withColumn("n", F.count(F.lit(1)).over(by_stratum))
+            .withColumn("r", F.row_number().over(by_stratum.orderBy("b", C.DOC_ID)))
+        )
         in_val = F.col("r") <= F.floor(F.col("n") * F.lit(val_fraction) + F.lit(0.5))
-        rows = ranked.groupBy(*stratify_by).agg(
-            F.first("key").alias("key"), F.first("n").alias("n"), F.sum(F.when(in_val, 1).otherwise(0)).alias("k"),
-            F.max(F.when(in_val, F.struct("b", C.DOC_ID))).alias("cut")).collect()
+        rows = (
+            ranked.groupBy(*stratify_by)
+            .agg(
+                F.first("key").alias("key"),
+                F.first("n").alias("n"),
+                F.sum(F.when(in_val, 1).otherwise(0)).alias("k"),
+                F.max(F.when(in_val, F.struct("b", C.DOC_ID))).alias("cut"),
+            )
+            .collect()
+        )
         for r in sorted(rows, key=lambda r: [str(r[c]) for c in stratify_by]):
             values = {c: None if r[c] is None else str(r[c]) for c in stratify_by}
-            rule["strata"].append({"values": values, "key": r["key"], "docs": int(r["n"]), "val": int(r["k"]),
-                                   "cut_bucket": int(r["cut"]["b"]) if r["cut"] else -1,
-                                   "cut_doc_id": r["cut"][C.DOC_ID] if r["cut"] else ""})
+            rule["strata"].append(
+                {
+                    "values": values,
+                    "key": r["key"],
+                    "docs": int(r["n"]),
+                    "val": int(r["k"]),
+                    "cut_bucket": int(r["cut"]["b"]) if r["cut"] else -1,
+                    "cut_doc_id": r["cut"][C.DOC_ID] if r["cut"] else "",
+                }
+            )
         n_docs, n_val = sum(s["docs"] for s in rule["strata"]), sum(s["val"] for s in rule["strata"])
     else:
-        row = docs.agg(F.count(F.lit(1)).alias("n"),
-                       F.sum(F.when(bucket < int(val_fraction * BUCKETS), 1).otherwise(0)).alias("k")).first()
+        row = docs.agg(
+            F.count(F.lit(1)).alias("n"), F.sum(F.when(bucket < int(val_fraction * BUCKETS), 1).otherwise(0)).alias("k")
+        ).first()
         n_docs, n_val = int(row["n"]), int(row["k"] or 0)
     check_split_request(n_docs, val_fraction)
     rule["hash_val_docs"] = n_val
@@ -190,9 +216,15 @@ def plan_split(docs, seed: int, val_fraction: float, stratify_by: tuple[str, ...
     rule["docs"] = {"train": n_docs - n_val, "val": n_val}
     if val_fraction == 0:
         log.warning("val_fraction is 0: no val split; training will report no validation loss")
-    log.info("split: %d documents -> train %d, val %d (hash split gave val %d%s%s)", n_docs, n_docs - n_val,
-             n_val, rule["hash_val_docs"], f"; moved to val {rule['forced_val']}" if rule["forced_val"] else "",
-             f"; moved to train {rule['forced_train']}" if rule["forced_train"] else "")
+    log.info(
+        "split: %d documents -> train %d, val %d (hash split gave val %d%s%s)",
+        n_docs,
+        n_docs - n_val,
+        n_val,
+        rule["hash_val_docs"],
+        f"; moved to val {rule['forced_val']}" if rule["forced_val"] else "",
+        f"; moved to train {rule['forced_train']}" if rule["forced_train"] else "",
+    )
     for s in rule["strata"]:
         log.info("split stratum %s: %d documents, %d val", s["values"], s["docs"], s["val"])
     return rule

@@ -37,8 +37,10 @@ STAGES = (
     ("dedup", "other", ("",)),
 )
 
-SCHEMA = ("step int, job string, stage string, run_id string, `in` bigint, kept bigint, dropped bigint, "
-          "reasons map<string,bigint>")
+SCHEMA = (
+    "step int, job string, stage string, run_id string, `in` bigint, kept bigint, dropped bigint, "
+    "reasons map<string,bigint>"
+)
 
 
 def stage_of(job: str, reason: str) -> str:
@@ -70,7 +72,8 @@ def funnel_rows(job_counts: dict[str, dict[str, int]], run_ids: dict[str, str] |
         the funnel shows every step the documents went through.
 
     Example:
-        >>> rows = funnel_rows({"curate": {"total": 10, "dropped_gopher_short_doc": 3, "dropped_c4_too_few_sentences": 2}})
+        >>> counts = {"total": 10, "dropped_gopher_short_doc": 3, "dropped_c4_too_few_sentences": 2}
+        >>> rows = funnel_rows({"curate": counts})
         >>> [(r["stage"], r["in"], r["dropped"]) for r in rows if r["dropped"]]
         [('gopher_quality', 10, 3), ('c4', 7, 2)]
     """
@@ -85,7 +88,7 @@ def funnel_rows(job_counts: dict[str, dict[str, int]], run_ids: dict[str, str] |
         by_stage: dict[str, dict[str, int]] = {}
         for key, n in counts.items():
             if key.startswith(prefix) and n:
-                reason = key[len(prefix):]
+                reason = key[len(prefix) :]
                 by_stage.setdefault(stage_of(job, reason), {})[reason] = n
         current = total
         for stage_job, stage, _ in STAGES:
@@ -93,8 +96,18 @@ def funnel_rows(job_counts: dict[str, dict[str, int]], run_ids: dict[str, str] |
                 continue
             reasons = by_stage.get(stage, {})
             dropped = sum(reasons.values())
-            rows.append({"step": len(rows), "job": job, "stage": stage, "run_id": run_ids.get(job, ""),
-                         "in": current, "kept": current - dropped, "dropped": dropped, "reasons": reasons})
+            rows.append(
+                {
+                    "step": len(rows),
+                    "job": job,
+                    "stage": stage,
+                    "run_id": run_ids.get(job, ""),
+                    "in": current,
+                    "kept": current - dropped,
+                    "dropped": dropped,
+                    "reasons": reasons,
+                }
+            )
             current -= dropped
     return rows
 
@@ -155,8 +168,9 @@ def run(spark, runs_path: str, output: str, png: str | None, record) -> None:
     rows = funnel_rows(job_counts, run_ids)
     if not rows:
         raise cli.UsageError(f"no succeeded ingest, curate or dedup run in {runs_path}")
-    spark.createDataFrame(rows, SCHEMA).write.format("delta").mode("overwrite") \
-        .option("overwriteSchema", "true").save(output)
+    spark.createDataFrame(rows, SCHEMA).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(
+        output
+    )
     if png:
         import os
 

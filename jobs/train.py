@@ -45,8 +45,13 @@ def dataset_metadata(spark, path: str, version: int) -> dict:
     from delta.tables import DeltaTable
 
     v = int(version)
-    rows = (DeltaTable.forPath(spark, path).history().filter(f"version IN ({v}, {v + 1})")
-            .select("version", "userMetadata").collect())
+    rows = (
+        DeltaTable.forPath(spark, path)
+        .history()
+        .filter(f"version IN ({v}, {v + 1})")
+        .select("version", "userMetadata")
+        .collect()
+    )
     found = {r.version: json.loads(r.userMetadata) for r in rows if r.userMetadata}
     if v in found:
         return found[v]
@@ -62,7 +67,7 @@ def resolve_files(spark, path: str, version: int) -> list[str]:
     files that are no longer part of the table.
     """
     files = spark.read.format("delta").option("versionAsOf", version).load(path).inputFiles()
-    return sorted(f[len("file:"):] if f.startswith("file:") else f for f in files)
+    return sorted(f[len("file:") :] if f.startswith("file:") else f for f in files)
 
 
 def build_configs(config_file: str | None, meta: dict, vocab_size: int, overrides: dict):
@@ -86,8 +91,9 @@ def build_configs(config_file: str | None, meta: dict, vocab_size: int, override
         raise cli.UsageError(str(exc)) from exc
 
 
-def train_process(model_d: dict, train_d: dict, files: list[str], bytes_per_token, work_dir: str, tokenizer_path: str,
-                  driver: dict):
+def train_process(
+    model_d: dict, train_d: dict, files: list[str], bytes_per_token, work_dir: str, tokenizer_path: str, driver: dict
+):
     """Train in this process; under torchrun (TorchDistributor) join the process group first.
 
     Every rank writes ``work_dir/rank-<r>.done`` on success, its result plus ``rank`` and
@@ -108,10 +114,15 @@ def train_process(model_d: dict, train_d: dict, files: list[str], bytes_per_toke
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
         result = train(
-            GPTConfig.from_dict(model_d), TrainConfig.from_dict(train_d),
+            GPTConfig.from_dict(model_d),
+            TrainConfig.from_dict(train_d),
             ParquetWindowSource(files, split="train", bytes_per_token=bytes_per_token),
             ParquetWindowSource(files, split="val", bytes_per_token=bytes_per_token),
-            work_dir, resume=True, progress=True, tokenizer=load_tokenizer(tokenizer_path))
+            work_dir,
+            resume=True,
+            progress=True,
+            tokenizer=load_tokenizer(tokenizer_path),
+        )
         rank = dist.get_rank() if distributed else 0
         done = {**result, "rank": rank, "placement": describe_process(driver)}
         Path(work_dir, f"rank-{rank}.done").write_text(json.dumps(done, default=str))
@@ -151,8 +162,15 @@ def run(spark, args, record) -> None:
     for marker in Path(work_dir).glob("rank-*.done"):
         marker.unlink()
     record.input_versions[args.data] = version
-    fn_args = (model_cfg.to_dict(), train_cfg.to_dict(), files, meta.get("bytes_per_token"), work_dir, tok_path,
-               driver_identity())
+    fn_args = (
+        model_cfg.to_dict(),
+        train_cfg.to_dict(),
+        files,
+        meta.get("bytes_per_token"),
+        work_dir,
+        tok_path,
+        driver_identity(),
+    )
     world = args.distributed if args.distributed and args.distributed > 1 else 1
     mode = resolve_mode(args.distributed_mode, spark.sparkContext.master) if world > 1 else "single"
     if world > 1:
@@ -166,25 +184,49 @@ def run(spark, args, record) -> None:
     result = done[0]
     ranks = [{"rank": d["rank"], **d["placement"], "samples_log": d["samples_log"]} for d in done]
     for r in ranks:
-        log.info("rank %d ran on %s, pid %d, executor %s%s", r["rank"], r["hostname"], r["pid"], r["executor_id"],
-                 " (under the driver)" if r["under_driver"] else "")
+        log.info(
+            "rank %d ran on %s, pid %d, executor %s%s",
+            r["rank"],
+            r["hostname"],
+            r["pid"],
+            r["executor_id"],
+            " (under the driver)" if r["under_driver"] else "",
+        )
 
     model = GPT(GPTConfig.from_dict(model_cfg.to_dict()))
     model.load_state_dict(load_checkpoint(result["checkpoint"])["model"])
-    lineage = {"data": args.data, "data_version": version, "data_files": len(files), "dataset": meta,
-               "train_config": train_cfg.to_dict(), "run_id": record.run_id, "work_dir": work_dir,
-               "distributed": world, "distributed_mode": mode, "ranks": ranks,
-               "resumed_from": result.get("resumed_from"), "start_step": result.get("start_step")}
-    metrics = {k: result.get(k) for k in ("step", "train_loss", "val_loss", "val_bpb", "tokens_seen", "n_params",
-                                          "elapsed_s")}
+    lineage = {
+        "data": args.data,
+        "data_version": version,
+        "data_files": len(files),
+        "dataset": meta,
+        "train_config": train_cfg.to_dict(),
+        "run_id": record.run_id,
+        "work_dir": work_dir,
+        "distributed": world,
+        "distributed_mode": mode,
+        "ranks": ranks,
+        "resumed_from": result.get("resumed_from"),
+        "start_step": result.get("start_step"),
+    }
+    metrics = {
+        k: result.get(k) for k in ("step", "train_loss", "val_loss", "val_bpb", "tokens_seen", "n_params", "elapsed_s")
+    }
     model_hash = save_artifact(args.out, model, tok, lineage=lineage, metrics=metrics)
     verify_artifact(args.out)
     for name in ("metrics.jsonl", "loss_curve.png"):
         if Path(work_dir, name).exists():
             record.extra[name] = str(Path(work_dir, name))
     record.counts.update(steps=int(result["step"]), tokens_seen=int(result.get("tokens_seen") or 0))
-    record.extra.update(artifact=args.out, model_hash=model_hash, metrics=metrics, distributed_mode=mode, ranks=ranks,
-                        resumed_from=result.get("resumed_from"), start_step=result.get("start_step"))
+    record.extra.update(
+        artifact=args.out,
+        model_hash=model_hash,
+        metrics=metrics,
+        distributed_mode=mode,
+        ranks=ranks,
+        resumed_from=result.get("resumed_from"),
+        start_step=result.get("start_step"),
+    )
     log.info("artifact %s (hash %s): %s", args.out, model_hash[:12], metrics)
     print(json.dumps({"run_id": record.run_id, "artifact": args.out, "model_hash": model_hash, **metrics}, default=str))
 
@@ -198,9 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help='JSON: {"model": {...}, "train": {...}}')
     p.add_argument("--tokenizer", help="tokenizer.json (default: the one recorded by build_dataset)")
     p.add_argument("--distributed", type=int, default=0, help="DDP processes through TorchDistributor")
-    p.add_argument("--distributed-mode", choices=MODES, default="auto",
-                   help="where the DDP processes run: executors (default on a cluster master), driver "
-                        "(default on local[...])")
+    p.add_argument(
+        "--distributed-mode",
+        choices=MODES,
+        default="auto",
+        help="where the DDP processes run: executors (default on a cluster master), driver (default on local[...])",
+    )
     p.add_argument("--work-dir", help="checkpoints and metrics (default: OUT.work); reruns resume here")
     p.add_argument("--max-steps", type=int, help="override train.max_steps")
     p.add_argument("--threads", type=int, help="override train.threads (torch threads per process)")

@@ -48,6 +48,7 @@ class _Blocks(Protocol):
     rows: list[int]  # rows per block before any split filter (used to size shuffle groups)
 
     def read(self, i: int) -> tuple[np.ndarray, np.ndarray]: ...  # (n, L) windows of block i, split-filtered,
+
     # and (n,) their row numbers inside the block (before filtering)
 
     def fingerprint(self) -> str: ...

@@ -97,8 +97,12 @@ def loss_by_group(
                 _, loss = model(x.to(device), y.to(device))  # mean over the n real targets
                 total += float(loss) * n
                 n_tok += n
-            out[name] = {"loss": total / n_tok if n_tok else float("nan"), "tokens": float(n_tok),
-                         "docs": float(len(groups[name])), "windows": float(len(windows))}
+            out[name] = {
+                "loss": total / n_tok if n_tok else float("nan"),
+                "tokens": float(n_tok),
+                "docs": float(len(groups[name])),
+                "windows": float(len(windows)),
+            }
     finally:
         model.train(was_training)
     return out

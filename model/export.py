@@ -131,8 +131,14 @@ def hf_tokenizer_files(tokenizer: TextTokenizer, block_size: int) -> dict[str, d
     """
     special = {"bos_token": EOS_TOKEN, "eos_token": EOS_TOKEN, "pad_token": PAD_TOKEN}
     added = {
-        str(i): {"content": t, "lstrip": False, "rstrip": False, "normalized": False, "single_word": False,
-                 "special": True}
+        str(i): {
+            "content": t,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "single_word": False,
+            "special": True,
+        }
         for t, i in ((EOS_TOKEN, tokenizer.eos_id), (PAD_TOKEN, tokenizer.pad_id))
     }
     config = {

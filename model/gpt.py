@@ -291,7 +291,9 @@ class GPT(nn.Module):
             if len(gens) == 1:
                 nxt = sample_next_token(logits, temperature, top_k, top_p, gens[0])  # (B,)
             else:
-                nxt = torch.cat([sample_next_token(logits[i : i + 1], temperature, top_k, top_p, g) for i, g in enumerate(gens)])
+                nxt = torch.cat(
+                    [sample_next_token(logits[i : i + 1], temperature, top_k, top_p, g) for i, g in enumerate(gens)]
+                )
             if eos_id is not None:
                 nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
                 done |= nxt == eos_id

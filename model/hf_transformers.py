@@ -50,7 +50,15 @@ INSTALL_HINT = "pip install lakelm[hf]"
 # bidirectional encoders embedded with AutoModel; their configs also map to a *LMHeadModel, so model_type
 # alone cannot tell them from a causal LM
 ENCODER_MODEL_TYPES = (
-    "bert", "camembert", "deberta", "deberta-v2", "distilbert", "electra", "mpnet", "roberta", "xlm-roberta",
+    "bert",
+    "camembert",
+    "deberta",
+    "deberta-v2",
+    "distilbert",
+    "electra",
+    "mpnet",
+    "roberta",
+    "xlm-roberta",
     "xlm-roberta-xl",
 )
 # RoBERTa-style position ids start after the padding index, so padding_idx + 1 rows of the table are unused
@@ -147,7 +155,11 @@ def _positions(cfg: Any, folder: HFFolder) -> int:
 
 def _check_head(cfg: Any, folder: HFFolder) -> None:
     """Refuse heads that transform logits after the output embeddings (``lm_head(h)`` would not be the logits)."""
-    if getattr(cfg, "final_logit_softcapping", None) is not None or getattr(cfg, "logit_scale", None) not in (None, 1, 1.0):
+    if getattr(cfg, "final_logit_softcapping", None) is not None or getattr(cfg, "logit_scale", None) not in (
+        None,
+        1,
+        1.0,
+    ):
         raise HFFolderError(
             f"{folder.root}: model_type {folder.model_type!r} scales or soft-caps its logits after the output "
             "layer, which lakelm's scoring does not apply; it is not supported"
@@ -265,8 +277,18 @@ class TransformersCausalLM(nn.Module):
         per_row_seed: bool = False,
     ) -> torch.Tensor:
         """Continue ``idx`` (B, T) by up to ``max_new_tokens``; the options of ``model.gpt.GPT.generate``."""
-        return _generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                         eos_id=eos_id, use_cache=use_cache, per_row_seed=per_row_seed)
+        return _generate(
+            self,
+            idx,
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            eos_id=eos_id,
+            use_cache=use_cache,
+            per_row_seed=per_row_seed,
+        )
 
 
 class TransformersEncoder(nn.Module):
@@ -401,6 +423,13 @@ def load_transformers_model(
         head, tail = _specials(tok)
         pad = getattr(hf.config, "pad_token_id", None)
         model = TransformersEncoder(hf, cfg, head, tail, tok.pad_id if pad is None else pad)
-    log.info("loaded %s (%s, transformers) from %s: %s on %s, hash %s", folder.model_type, cfg.kind, folder.root,
-             dtype, device, digest[:12])
+    log.info(
+        "loaded %s (%s, transformers) from %s: %s on %s, hash %s",
+        folder.model_type,
+        cfg.kind,
+        folder.root,
+        dtype,
+        device,
+        digest[:12],
+    )
     return model.eval(), tok, digest

@@ -188,7 +188,10 @@ def load_model(
 
     model, tok, digest, kind = _load_hf(path, device, expected_hash)
     name = os.path.basename(os.path.normpath(str(path)))
-    meta = {"format": "hf", "model_type": read_hf_folder(path).model_type, "kind": kind,
-            "lineage": {"model_name": name}}
+    meta = {
+        "format": "hf",
+        "model_type": read_hf_folder(path).model_type,
+        "kind": kind,
+        "lineage": {"model_name": name},
+    }
     return Artifact(model=model, tokenizer=tok, config=model.config, metadata=meta, hash=digest, path=str(path))
-

@@ -179,5 +179,13 @@ def decode_batch(
     Returns:
         (B, T + n) ids, prompt included, n <= max_new_tokens.
     """
-    return model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                          eos_id=eos_id, per_row_seed=True)
+    return model.generate(
+        idx,
+        max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
+        eos_id=eos_id,
+        per_row_seed=True,
+    )

@@ -38,8 +38,8 @@ from model.checkpoint import (
 from model.config import GPTConfig, TrainConfig
 from model.data import ArrayWindowSource, ParquetWindowSource, WindowLoader
 from model.distributed import all_gather_objects, all_reduce_sum, dist_info, resolve_device
-from model.precision import resolve_precision
 from model.gpt import GPT
+from model.precision import resolve_precision
 from model.run_log import append_metrics, plot_loss_curve, read_metrics, truncate_metrics
 from model.tokenizer import TextTokenizer
 
@@ -186,9 +186,7 @@ def train(
     if ckpt is not None:
         state = load_checkpoint(ckpt, map_location=device)
         if state["model_config"] != model_cfg.to_dict():
-            raise ValueError(
-                f"{ckpt} was trained with model config {state['model_config']}, not {model_cfg.to_dict()}"
-            )
+            raise ValueError(f"{ckpt} was trained with model config {state['model_config']}, not {model_cfg.to_dict()}")
         if state["world_size"] != world:
             raise ValueError(f"{ckpt} was written by {state['world_size']} ranks; resume with the same world size")
         changed = {k for k, v in train_cfg.to_dict().items() if state["train_config"].get(k) != v} - {"max_steps"}
@@ -242,6 +240,7 @@ def train(
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
+
     def autocast() -> Any:
         # bf16 autocast runs matmuls (and SDPA) in bf16 on fp32 master weights; GPT.forward takes the
         # loss on float32 logits, and gradients, clipping and AdamW stay float32.

@@ -61,8 +61,9 @@ def _has_library(pid: int, name: str) -> bool:
         return False
 
 
-def kill_busy_worker(proc: subprocess.Popen, *, needs_library: str | None = None, timeout: float = 240.0,
-                     sample_s: float = 0.02) -> int | None:
+def kill_busy_worker(
+    proc: subprocess.Popen, *, needs_library: str | None = None, timeout: float = 240.0, sample_s: float = 0.02
+) -> int | None:
     """SIGKILL one Python worker of ``proc``'s job while it is running a task.
 
     Args:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -16,8 +16,13 @@ def minhash_frame(texts: pd.Series, cfg) -> pd.DataFrame:
 
     out = minhash_batch(texts, cfg)
     sigs = [np.asarray(s, dtype=np.uint64).view(np.int64) for s in out["minhash_signature"]]
-    return pd.DataFrame({"minhash_signature": sigs, "minhash_bands": list(out["minhash_bands"]),
-                         "minhash_flag": out["minhash_flag"].tolist()})
+    return pd.DataFrame(
+        {
+            "minhash_signature": sigs,
+            "minhash_bands": list(out["minhash_bands"]),
+            "minhash_flag": out["minhash_flag"].tolist(),
+        }
+    )
 
 
 def make_minhash_udf(cfg):
@@ -42,8 +47,12 @@ def shingle_frame(texts: pd.Series, n_grams: int) -> pd.Series:
     """Sorted unique shingle hashes (int64 bit patterns) of each text, for exact Jaccard checks."""
     from udfs.curation.minhash import shingle_hashes
 
-    return pd.Series([np.unique(shingle_hashes(t, n_grams)).view(np.int64) if isinstance(t, str) else
-                      np.zeros(0, np.int64) for t in texts])
+    return pd.Series(
+        [
+            np.unique(shingle_hashes(t, n_grams)).view(np.int64) if isinstance(t, str) else np.zeros(0, np.int64)
+            for t in texts
+        ]
+    )
 
 
 def make_shingles_udf(n_grams: int):

@@ -168,8 +168,14 @@ def make_score_udf(
         |    NULL|null_text|
         +--------+---------+
     """
-    return make_task_udf("score", artifact_path, sub_batch_rows=sub_batch_rows, expected_hash=expected_hash,
-                         load_log_dir=load_log_dir, **options)
+    return make_task_udf(
+        "score",
+        artifact_path,
+        sub_batch_rows=sub_batch_rows,
+        expected_hash=expected_hash,
+        load_log_dir=load_log_dir,
+        **options,
+    )
 
 
 def make_embed_udf(
@@ -198,8 +204,14 @@ def make_embed_udf(
     Example:
         >>> df.select(make_embed_udf("models/m1")("text").alias("e")).select("e.embedding")  # doctest: +SKIP
     """
-    return make_task_udf("embed", artifact_path, sub_batch_rows=sub_batch_rows, expected_hash=expected_hash,
-                         load_log_dir=load_log_dir, **options)
+    return make_task_udf(
+        "embed",
+        artifact_path,
+        sub_batch_rows=sub_batch_rows,
+        expected_hash=expected_hash,
+        load_log_dir=load_log_dir,
+        **options,
+    )
 
 
 def make_generate_udf(
@@ -231,5 +243,11 @@ def make_generate_udf(
         >>> df.select(make_generate_udf("models/m1", max_new_tokens=32, temperature=0)("prompt").alias("g"))
         ... # doctest: +SKIP
     """
-    return make_task_udf("generate", artifact_path, sub_batch_rows=sub_batch_rows, expected_hash=expected_hash,
-                         load_log_dir=load_log_dir, **options)
+    return make_task_udf(
+        "generate",
+        artifact_path,
+        sub_batch_rows=sub_batch_rows,
+        expected_hash=expected_hash,
+        load_log_dir=load_log_dir,
+        **options,
+    )

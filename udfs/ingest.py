@@ -120,9 +120,7 @@ def parse_json_lines(raw: pd.Series, text_col: str = "text", id_col: str = "id")
     return pd.DataFrame(rows, columns=list(ParsedRecord._fields), index=raw.index)
 
 
-PARSED_SCHEMA = (
-    f"{C.GIVEN_ID} string, {C.TEXT} string, {C.EXTRA} string, {C.REASON} string, {C.DETAIL} string"
-)
+PARSED_SCHEMA = f"{C.GIVEN_ID} string, {C.TEXT} string, {C.EXTRA} string, {C.REASON} string, {C.DETAIL} string"
 
 
 def make_parse_json_udf(text_col: str, id_col: str):

@@ -127,12 +127,28 @@ def load_model_cached(
         _MODELS[key] = art
         while len(_MODELS) > _CACHE_SIZE:
             _MODELS.popitem(last=False)
-        log.info("pid %d loaded model %s (%s) on %s in %.2f s (load #%d)", os.getpid(), path, art.hash[:12], device,
-                 seconds, LOAD_COUNT)
+        log.info(
+            "pid %d loaded model %s (%s) on %s in %.2f s (load #%d)",
+            os.getpid(),
+            path,
+            art.hash[:12],
+            device,
+            seconds,
+            LOAD_COUNT,
+        )
         folder = load_log_dir or os.environ.get(LOAD_LOG_ENV)
         if folder:
-            _write_load_marker(folder, {"pid": os.getpid(), "path": key[0], "hash": art.hash, "device": str(device),
-                                        "seconds": seconds, "load_count": LOAD_COUNT})
+            _write_load_marker(
+                folder,
+                {
+                    "pid": os.getpid(),
+                    "path": key[0],
+                    "hash": art.hash,
+                    "device": str(device),
+                    "seconds": seconds,
+                    "load_count": LOAD_COUNT,
+                },
+            )
     else:
         _MODELS.move_to_end(key)
     if expected_hash is not None:

@@ -98,8 +98,9 @@ class ServiceLimits:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"ServiceLimits.{name} must be a positive int, got {value!r}")
         if self.default_max_new_tokens > self.max_new_tokens:
-            raise ValueError(f"default_max_new_tokens {self.default_max_new_tokens} > max_new_tokens "
-                             f"{self.max_new_tokens}")
+            raise ValueError(
+                f"default_max_new_tokens {self.default_max_new_tokens} > max_new_tokens {self.max_new_tokens}"
+            )
 
 
 @dataclass(frozen=True)
@@ -226,8 +227,10 @@ def check_body_size(content_length: str | None, limits: ServiceLimits) -> int:
     if n < 0:
         raise ServiceError(400, f"invalid Content-Length {content_length!r}")
     if n > limits.max_body_bytes:
-        raise ServiceError(413, f"body of {n} bytes is over the limit of {limits.max_body_bytes}; "
-                                "send fewer or shorter texts per request")
+        raise ServiceError(
+            413,
+            f"body of {n} bytes is over the limit of {limits.max_body_bytes}; send fewer or shorter texts per request",
+        )
     return n
 
 
@@ -300,8 +303,11 @@ def parse_predict(body: bytes, limits: ServiceLimits) -> PredictRequest:
     """
     depth = json_depth(body)
     if depth > MAX_JSON_DEPTH:
-        raise ServiceError(400, f"body nests arrays/objects {depth} deep, over the limit of {MAX_JSON_DEPTH}; "
-                                'send {"texts": [...], "task": ..., "options": {...}}')
+        raise ServiceError(
+            400,
+            f"body nests arrays/objects {depth} deep, over the limit of {MAX_JSON_DEPTH}; "
+            'send {"texts": [...], "task": ..., "options": {...}}',
+        )
     try:
         doc = json.loads(body.decode("utf-8"))
     except RecursionError:  # not reached after the depth check; kept so the parser can never crash a request
@@ -318,8 +324,9 @@ def parse_predict(body: bytes, limits: ServiceLimits) -> PredictRequest:
     if not texts:
         raise ServiceError(400, '"texts" is empty; send at least one text')
     if len(texts) > limits.max_texts:
-        raise ServiceError(400, f"{len(texts)} texts is over the limit of {limits.max_texts} per request; "
-                                "split the request")
+        raise ServiceError(
+            400, f"{len(texts)} texts is over the limit of {limits.max_texts} per request; split the request"
+        )
     for i, t in enumerate(texts):
         if len(t) > limits.max_text_chars:
             raise ServiceError(400, f"texts[{i}] has {len(t)} characters, over the limit of {limits.max_text_chars}")
@@ -334,7 +341,7 @@ def parse_predict(body: bytes, limits: ServiceLimits) -> PredictRequest:
     top = {k: v for k, v in doc.items() if k not in _BODY_KEYS}
     both = sorted(set(top) & set(raw))
     if both:
-        raise ServiceError(400, f"options {both} given both at the top level and in \"options\"")
+        raise ServiceError(400, f'options {both} given both at the top level and in "options"')
     raw = {**top, **raw}
     unknown = sorted(set(raw) - set(TASK_OPTIONS[task]))
     if unknown:
@@ -598,9 +605,13 @@ def encode_response(
         reason = HTTPStatus(status).phrase
     except ValueError:
         reason = "Unknown"
-    lines = [f"HTTP/1.1 {status} {reason}", "Server: lakelm-serve/1",
-             f"Date: {email.utils.formatdate(usegmt=True)}", "Content-Type: application/json",
-             f"Content-Length: {len(payload)}"]
+    lines = [
+        f"HTTP/1.1 {status} {reason}",
+        "Server: lakelm-serve/1",
+        f"Date: {email.utils.formatdate(usegmt=True)}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(payload)}",
+    ]
     lines += [f"{k}: {v}" for k, v in extra.items()]
     if close:
         lines.append("Connection: close")

@@ -36,7 +36,6 @@ from udfs.batching import (
 from udfs.tokenize import tokenize_texts
 
 if TYPE_CHECKING:
-
     from model.gpt import GPT
     from model.tokenizer import TextTokenizer
 
@@ -50,8 +49,7 @@ SCHEMAS = {
     ),
     "embed": f"{C.EMBEDDING} array<float>, {C.N_TOKENS} int, {C.TRUNCATED} boolean, {C.ERROR} string",
     "generate": (
-        f"{C.GENERATED} string, {C.N_NEW_TOKENS} int, {C.FINISH_REASON} string, {C.TRUNCATED} boolean, "
-        f"{C.ERROR} string"
+        f"{C.GENERATED} string, {C.N_NEW_TOKENS} int, {C.FINISH_REASON} string, {C.TRUNCATED} boolean, {C.ERROR} string"
     ),
 }
 MODEL_FAILED = "model_failed"  # error prefix of a row the model failed on: the only retryable error
@@ -383,8 +381,20 @@ def generate_texts(
             by_len.setdefault(len(items[j]), []).append(int(j))
         for T, group in by_len.items():
             idx = torch.from_numpy(np.stack([items[j] for j in group])).to(device)  # (B, T)
-            out = decode_batch(model, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                               seed=seed, eos_id=tok.eos_id)[:, T:].cpu().tolist()  # (B, n)
+            out = (
+                decode_batch(
+                    model,
+                    idx,
+                    max_new_tokens,
+                    temperature=temperature,
+                    top_k=top_k,
+                    top_p=top_p,
+                    seed=seed,
+                    eos_id=tok.eos_id,
+                )[:, T:]
+                .cpu()
+                .tolist()
+            )  # (B, n)
             for j, ids in zip(group, out):
                 new_ids[rows[j]] = ids
 

@@ -173,14 +173,15 @@ def _windows_batch(window_ids: np.ndarray, split: str, flat: np.ndarray, window:
     n = len(window_ids)
     name = split.encode("utf-8")
     offsets = buffers_array(pa.int32(), n + 1, np.arange(n + 1, dtype=np.int32) * window)
-    tokens = pa.ListArray.from_arrays(offsets, buffers_array(pa.int32(), len(flat), np.ascontiguousarray(flat, np.int32)))
+    tokens = pa.ListArray.from_arrays(
+        offsets, buffers_array(pa.int32(), len(flat), np.ascontiguousarray(flat, np.int32))
+    )
     splits = buffers_array(pa.string(), n, np.arange(n + 1, dtype=np.int32) * len(name), name * n)
     ids = buffers_array(pa.int64(), n, np.ascontiguousarray(window_ids, np.int64))
     return pa.RecordBatch.from_arrays([ids, splits, tokens], names=["window_id", "split", "tokens"])
 
 
-def tokenize_and_pack(batches: Iterator, tok, window: int, partition_id: int,
-                      stats: dict[str, list[int]]) -> Iterator:
+def tokenize_and_pack(batches: Iterator, tok, window: int, partition_id: int, stats: dict[str, list[int]]) -> Iterator:
     """Tokenise one partition's documents (in their shuffled order) and pack them into windows per split.
 
     One pass does everything the job needs: encoding (one ``encode_batch`` per Arrow batch), packing,

@@ -53,8 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("inputs", nargs="+")
     p.add_argument("--cores", type=int, default=2)
-    p.add_argument("--repeat", type=int, default=1,
-                   help="copies of each corpus (ids made unique) in the Spark runs, to amortise job overhead")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="copies of each corpus (ids made unique) in the Spark runs, to amortise job overhead",
+    )
     p.add_argument("--runs", type=int, default=3, help="timed runs of each mode and of datatrove (median reported)")
     p.add_argument("--limit", type=int, help="first N non-empty documents of each input (smoke runs)")
     p.add_argument("--no-datatrove", action="store_true", help="our side only (no ratio)")
@@ -68,8 +72,14 @@ def main(argv: list[str] | None = None) -> int:
 
     spark = get_spark("bench-curate", master=f"local[{args.cores}]", conf={"spark.sql.shuffle.partitions": "4"})
     spark.sparkContext.setLogLevel("ERROR")
-    report: dict = {"bench": "curation/curate_job", "cores": args.cores, "repeat": args.repeat, "runs": args.runs,
-                    "chain": DATATROVE_CHAIN, "corpora": {}}
+    report: dict = {
+        "bench": "curation/curate_job",
+        "cores": args.cores,
+        "repeat": args.repeat,
+        "runs": args.runs,
+        "chain": DATATROVE_CHAIN,
+        "corpora": {},
+    }
     for path in args.inputs:
         docs = []
         with open(path, encoding="utf-8") as fh:
@@ -85,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         decisions: dict[str, dict] = {}
         with tempfile.TemporaryDirectory() as tmp:
             bronze = os.path.join(tmp, "bronze")
-            spark.createDataFrame(rows, "doc_id string, text string").repartition(args.cores * 2) \
-                .write.format("delta").save(bronze)
+            spark.createDataFrame(rows, "doc_id string, text string").repartition(args.cores * 2).write.format(
+                "delta"
+            ).save(bronze)
             warm = os.path.join(tmp, "warm_bronze")
             spark.createDataFrame(rows[:200], "doc_id string, text string").write.format("delta").save(warm)
             cfgs = {}
@@ -94,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
                 cfgs[mode] = os.path.join(tmp, f"{mode}.json")
                 with open(cfgs[mode], "w", encoding="utf-8") as fh:
                     json.dump({**DATATROVE_CHAIN, "mode": mode}, fh)
-                assert curate.main(["--input", warm, "--lake", os.path.join(tmp, f"warm_{mode}"),
-                                    "--config", cfgs[mode]]) == 0
+                assert (
+                    curate.main(["--input", warm, "--lake", os.path.join(tmp, f"warm_{mode}"), "--config", cfgs[mode]])
+                    == 0
+                )
             for r in range(args.runs):
                 for mode in MODES:
                     lake = os.path.join(tmp, f"{mode}_{r}")
@@ -103,12 +116,15 @@ def main(argv: list[str] | None = None) -> int:
                     t0, c0 = time.monotonic(), tree_cpu_seconds()
                     assert curate.main(["--input", bronze, "--lake", lake, "--config", cfgs[mode]]) == 0
                     wall, cpu = time.monotonic() - t0, tree_cpu_seconds() - c0
-                    runs[mode].append({"wall_s": wall, "cpu_s": cpu, "load_before": load0,
-                                       "load_after": os.getloadavg()[0]})
+                    runs[mode].append(
+                        {"wall_s": wall, "cpu_s": cpu, "load_before": load0, "load_after": os.getloadavg()[0]}
+                    )
                     print(f"{os.path.basename(path)} run {r} {mode}: {cpu:.1f} CPU s, {wall:.1f} s wall", flush=True)
                     if r == 0:
-                        rej = {row.doc_id: row.drop_reason
-                               for row in spark.read.format("delta").load(os.path.join(lake, "rejected")).collect()}
+                        rej = {
+                            row.doc_id: row.drop_reason
+                            for row in spark.read.format("delta").load(os.path.join(lake, "rejected")).collect()
+                        }
                         decisions[mode] = {d: rej.get(d) for d in ids}
         res: dict = {"docs_unique": len(docs), "docs_job": n}
         for mode in MODES:
@@ -117,28 +133,43 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_datatrove:
             dt = run_datatrove(args, "filters", ids, [t for _, t in docs], args.runs)
             dt_rate = len(docs) / median(dt["cpu_s_runs"])
-            res["datatrove"] = {"version": dt["datatrove_version"], "cpu_s_runs": dt["cpu_s_runs"],
-                                "docs_per_cpu_s": dt_rate, "warmup_docs": dt["warmup_docs"]}
+            res["datatrove"] = {
+                "version": dt["datatrove_version"],
+                "cpu_s_runs": dt["cpu_s_runs"],
+                "docs_per_cpu_s": dt_rate,
+                "warmup_docs": dt["warmup_docs"],
+            }
             for mode in MODES:
                 got = decisions[mode]
                 res[mode]["speedup_per_cpu_s"] = res[mode]["docs_per_cpu_s"] / dt_rate
                 res[mode]["speedup_per_core_s_wall"] = res[mode]["docs_per_core_s_wall"] / dt_rate
-                res[mode]["keep_drop_agreement"] = sum((got[d] is None) == (dt["reasons"][d] is None) for d in ids) / len(ids)
+                res[mode]["keep_drop_agreement"] = sum(
+                    (got[d] is None) == (dt["reasons"][d] is None) for d in ids
+                ) / len(ids)
                 res[mode]["same_reason"] = sum(got[d] == dt["reasons"][d] for d in ids) / len(ids)
         report["corpora"][path] = res
         name = os.path.basename(path)
-        print(f"\n{name}: {len(docs)} non-empty docs x {args.repeat} = {n} in the Spark runs; median of {args.runs} runs")
+        print(
+            f"\n{name}: {len(docs)} non-empty docs x {args.repeat} = {n} in the Spark runs; median of {args.runs} runs"
+        )
         for mode in MODES:
             m = res[mode]
-            line = (f"  curate job {mode:6s}: {m['docs_per_cpu_s']:6.0f} docs/CPU-s, "
-                    f"{m['docs_per_core_s_wall']:6.0f} docs per core-second (wall)")
+            line = (
+                f"  curate job {mode:6s}: {m['docs_per_cpu_s']:6.0f} docs/CPU-s, "
+                f"{m['docs_per_core_s_wall']:6.0f} docs per core-second (wall)"
+            )
             if "speedup_per_cpu_s" in m:
-                line += (f" | {m['speedup_per_cpu_s']:.1f}x datatrove per CPU-s ({m['speedup_per_core_s_wall']:.1f}x per "
-                         f"core, wall) | keep/drop agreement {m['keep_drop_agreement']:.4f}, same reason {m['same_reason']:.4f}")
+                line += (
+                    f" | {m['speedup_per_cpu_s']:.1f}x datatrove per CPU-s ({m['speedup_per_core_s_wall']:.1f}x per "
+                    f"core, wall) | keep/drop agreement {m['keep_drop_agreement']:.4f}, "
+                    f"same reason {m['same_reason']:.4f}"
+                )
             print(line)
         if "datatrove" in res:
-            print(f"  datatrove {res['datatrove']['version']}: {res['datatrove']['docs_per_cpu_s']:.0f} docs/CPU-s "
-                  f"(warmed up on {res['datatrove']['warmup_docs']} docs, timed in this run)")
+            print(
+                f"  datatrove {res['datatrove']['version']}: {res['datatrove']['docs_per_cpu_s']:.0f} docs/CPU-s "
+                f"(warmed up on {res['datatrove']['warmup_docs']} docs, timed in this run)"
+            )
     spark.stop()
     write_raw(args.raw or default_raw_path("curation", "curate_job"), report)
     return 0

@@ -45,7 +45,7 @@ def prf(pred, gold):
 
 def word_ngrams(text: str, n: int) -> set:
     w = re.findall(r"\w+", text.lower())
-    return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
+    return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
 
 
 def function_predictions(rows, n: int, t: float) -> dict[str, list[bool]]:
@@ -57,8 +57,12 @@ def function_predictions(rows, n: int, t: float) -> dict[str, list[bool]]:
     def norm(s):
         return re.sub(r"\s+", " ", s).strip().lower()
 
-    out = {"exact J (ceiling)": [], "exact J, \\w+ words (SOURCE.md)": [], "LSH + verify (functions)": [],
-           "LSH only (functions)": []}
+    out = {
+        "exact J (ceiling)": [],
+        "exact J, \\w+ words (SOURCE.md)": [],
+        "LSH + verify (functions)": [],
+        "LSH only (functions)": [],
+    }
     cfg_v = minhash_config(DedupConfig("i", "o", "r", threshold=t, ngram=n, verify=True))
     cfg_nv = minhash_config(DedupConfig("i", "o", "r", threshold=t, ngram=n, verify=False))
     texts = [r["text_a"] for r in rows] + [r["text_b"] for r in rows]
@@ -90,8 +94,11 @@ def main() -> None:
     args = p.parse_args()
     print(common.machine())
     allrows = common.read_jsonl(args.data / "near_duplicate_pairs" / "copycat_pairs_dev.jsonl")
-    idx = [i for i, r in enumerate(allrows) if r["human_label_numeric"] is not None
-           and (r["human_label_numeric"] >= 2 or r["human_label_numeric"] == 0.5)]
+    idx = [
+        i
+        for i, r in enumerate(allrows)
+        if r["human_label_numeric"] is not None and (r["human_label_numeric"] >= 2 or r["human_label_numeric"] == 0.5)
+    ]
     rows = [allrows[i] for i in idx]
     gold = [r["human_label_numeric"] >= 2 for r in rows]
     print(f"{len(rows)} labelled pairs: {sum(gold)} duplicates, {len(gold) - sum(gold)} not")
@@ -107,21 +114,36 @@ def main() -> None:
         if spark is not None:
             for tag, extra in (("job", []), ("job --no-verify", ["--no-verify"])):
                 lake = work / f"lake_{n}_{t}_{len(extra)}"
-                argv = ["--input", str(work / "silver"), "--lake", str(lake), "--clusters", str(lake / "clusters"),
-                        "--ngram", str(n), "--threshold", str(t), *extra]
+                argv = [
+                    "--input",
+                    str(work / "silver"),
+                    "--lake",
+                    str(lake),
+                    "--clusters",
+                    str(lake / "clusters"),
+                    "--ngram",
+                    str(n),
+                    "--threshold",
+                    str(t),
+                    *extra,
+                ]
                 rc, wall = common.run_dedup(argv)
                 assert rc == 0, f"dedup failed: {argv}"
                 cl = common.clusters(spark, str(lake / "clusters"))
                 preds[tag] = [cl[f"{r['id']}/a"] == cl[f"{r['id']}/b"] for r in rows]
-                print(f"  ran: python -m jobs.dedup --input SILVER --lake LAKE --clusters LAKE/clusters "
-                      f"--ngram {n} --threshold {t} {' '.join(extra)}  ({wall:.0f}s)")
+                print(
+                    f"  ran: python -m jobs.dedup --input SILVER --lake LAKE --clusters LAKE/clusters "
+                    f"--ngram {n} --threshold {t} {' '.join(extra)}  ({wall:.0f}s)"
+                )
         print(f"\n== word {n}-grams, threshold {t} (LSH {bv[0]}x{bv[1]} with verify, {bnv[0]}x{bnv[1]} without)")
         res = {}
         for name, pred in preds.items():
             m = prf(pred, gold)
             res[name] = m
-            print(f"  {name:34s} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}  "
-                  f"(tp {m['tp']} fp {m['fp']} fn {m['fn']})")
+            print(
+                f"  {name:34s} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}  "
+                f"(tp {m['tp']} fp {m['fp']} fn {m['fn']})"
+            )
         results[f"{n}-gram@{t}"] = {"bands_verify": bv, "bands_no_verify": bnv, "metrics": res}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -56,8 +56,10 @@ def build(data: Path, n_pairs: int, seed: int):
             b = f"d{i:05d}b"
             docs.append((b, copy))
             pairs.append({"a": a, "b": b, "target": target, "jaccard": j, "edits": k})
-    print(f"built {len(docs)} docs ({len(pairs)} pairs, {len(base) - n_pairs} singletons) "
-          f"in {time.perf_counter() - t0:.0f}s")
+    print(
+        f"built {len(docs)} docs ({len(pairs)} pairs, {len(base) - n_pairs} singletons) "
+        f"in {time.perf_counter() - t0:.0f}s"
+    )
     return docs, pairs
 
 
@@ -69,15 +71,21 @@ def evaluate(pairs, cl, threshold):
     buckets = []
     for b0, b1 in zip(edges[:-1], edges[1:]):
         ms = [m for p, m in zip(pairs, merged) if b0 <= p["jaccard"] < b1]
-        buckets.append({"bucket": f"[{b0:.2f}, {min(b1, 1.0):.2f}{']' if b1 > 1 else ')'}", "pairs": len(ms),
-                        "merged": sum(ms)})
+        buckets.append(
+            {"bucket": f"[{b0:.2f}, {min(b1, 1.0):.2f}{']' if b1 > 1 else ')'}", "pairs": len(ms), "merged": sum(ms)}
+        )
     # documents merged with something other than their own pair partner
     groups: dict[str, set[str]] = {}
     for doc, c in cl.items():
         groups.setdefault(c, set()).add(doc[:6])
     foreign = sum(len(g) - 1 for g in groups.values() if len(g) > 1)
-    return {"recall_hi": (sum(hi), len(hi)), "false_merge_lo": (sum(lo), len(lo)), "buckets": buckets,
-            "unrelated_merges": foreign, "pairs": [[p["jaccard"], m] for p, m in zip(pairs, merged)]}
+    return {
+        "recall_hi": (sum(hi), len(hi)),
+        "false_merge_lo": (sum(lo), len(lo)),
+        "buckets": buckets,
+        "unrelated_merges": foreign,
+        "pairs": [[p["jaccard"], m] for p, m in zip(pairs, merged)],
+    }
 
 
 def main() -> None:
@@ -96,8 +104,17 @@ def main() -> None:
     common.write_docs(spark, str(work / "silver"), docs)
     results = {}
     for tag, (name, extra) in enumerate(CONFIGS.items()):
-        argv = ["--input", str(work / "silver"), "--lake", str(work / f"lake{tag}"),
-                "--clusters", str(work / f"lake{tag}" / "clusters"), "--threshold", str(args.threshold), *extra]
+        argv = [
+            "--input",
+            str(work / "silver"),
+            "--lake",
+            str(work / f"lake{tag}"),
+            "--clusters",
+            str(work / f"lake{tag}" / "clusters"),
+            "--threshold",
+            str(args.threshold),
+            *extra,
+        ]
         rc, wall = common.run_dedup(argv)
         assert rc == 0, f"dedup failed for {name}: rc={rc}"
         res = evaluate(pairs, common.clusters(spark, str(work / f"lake{tag}" / "clusters")), args.threshold)
@@ -105,16 +122,19 @@ def main() -> None:
         res["argv"] = " ".join(extra)
         results[name] = res
         r, f = res["recall_hi"], res["false_merge_lo"]
-        print(f"\n== {name}: python -m jobs.dedup --input SILVER --lake LAKE --clusters LAKE/clusters "
-              f"--threshold {args.threshold} {' '.join(extra)}  ({wall:.0f}s)")
-        print(f"recall J>={args.threshold + 0.05:.2f}: {r[0]}/{r[1]} = {r[0] / max(r[1], 1):.4f}; "
-              f"false merges J<={args.threshold - 0.1:.2f}: {f[0]}/{f[1]} = {f[0] / max(f[1], 1):.4f}; "
-              f"unrelated-doc merges: {res['unrelated_merges']}")
+        print(
+            f"\n== {name}: python -m jobs.dedup --input SILVER --lake LAKE --clusters LAKE/clusters "
+            f"--threshold {args.threshold} {' '.join(extra)}  ({wall:.0f}s)"
+        )
+        print(
+            f"recall J>={args.threshold + 0.05:.2f}: {r[0]}/{r[1]} = {r[0] / max(r[1], 1):.4f}; "
+            f"false merges J<={args.threshold - 0.1:.2f}: {f[0]}/{f[1]} = {f[0] / max(f[1], 1):.4f}; "
+            f"unrelated-doc merges: {res['unrelated_merges']}"
+        )
         for b in res["buckets"]:
             print(f"  J {b['bucket']}: {b['merged']}/{b['pairs']} merged")
     if args.json:
-        Path(args.json).write_text(json.dumps({"pairs": len(pairs), "docs": len(docs), "results": results},
-                                              indent=1))
+        Path(args.json).write_text(json.dumps({"pairs": len(pairs), "docs": len(docs), "results": results}, indent=1))
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 

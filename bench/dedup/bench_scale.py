@@ -103,8 +103,15 @@ class Sampler(threading.Thread):
                         rss = next((int(x.split()[1]) for x in f if x.startswith("VmRSS:")), 0) * 1024
                 except OSError:
                     continue
-                g = "jvm" if "java" in cmd.split(" ")[0] else "driver_python" if pid == self.root else \
-                    "python_workers" if "python" in cmd else None
+                g = (
+                    "jvm"
+                    if "java" in cmd.split(" ")[0]
+                    else "driver_python"
+                    if pid == self.root
+                    else "python_workers"
+                    if "python" in cmd
+                    else None
+                )
                 if g:
                     groups[g] += rss
             groups["total"] = sum(groups.values())
@@ -132,15 +139,28 @@ def main() -> None:
     mb = (work / "docs.jsonl").stat().st_size / 2**20
     print(f"corpus: {info} ({mb:.0f} MiB JSONL) built in {time.perf_counter() - t0:.0f}s")
     env = {**os.environ, "LAKELM_MASTER": "local[2]"}
-    conv = ("import sys; sys.path.insert(0, %r); import common; s = common.get_session(); "
-            "s.read.schema('doc_id string, text string').json(%r).repartition(8)"
-            ".write.format('delta').mode('overwrite').save(%r)") % (str(HERE), str(work / "docs.jsonl"),
-                                                                     str(work / "silver"))
+    conv = (
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); import common; s = common.get_session(); "
+        f"s.read.schema('doc_id string, text string').json({str(work / 'docs.jsonl')!r}).repartition(8)"
+        f".write.format('delta').mode('overwrite').save({str(work / 'silver')!r})"
+    )
     subprocess.run([sys.executable, "-c", conv], env=env, check=True, capture_output=True)
     lake = work / "lake"
     extra = [x for kv in args.conf for x in ("--conf", kv)]
-    cmd = [sys.executable, str(HERE / "run_dedup_conf.py"), "--conf", f"spark.driver.memory={args.driver_memory}",
-           *extra, "--", "--input", str(work / "silver"), "--lake", str(lake), "--clusters", str(lake / "clusters")]
+    cmd = [
+        sys.executable,
+        str(HERE / "run_dedup_conf.py"),
+        "--conf",
+        f"spark.driver.memory={args.driver_memory}",
+        *extra,
+        "--",
+        "--input",
+        str(work / "silver"),
+        "--lake",
+        str(lake),
+        "--clusters",
+        str(lake / "clusters"),
+    ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sampler = Sampler(proc.pid)
@@ -159,8 +179,16 @@ def main() -> None:
     sampler.join()
     job = next((json.loads(x) for x in reversed(lines) if x.startswith("{")), {})
     peak = {k: round(v / 2**20) for k, v in sampler.peak.items()}
-    res = {"rc": rc, "wall_s": round(wall, 1), "docs": args.docs, "conf": args.conf, "corpus": info, "jsonl_mib": round(mb),
-           "peak_rss_mib": peak, "job": job}
+    res = {
+        "rc": rc,
+        "wall_s": round(wall, 1),
+        "docs": args.docs,
+        "conf": args.conf,
+        "corpus": info,
+        "jsonl_mib": round(mb),
+        "peak_rss_mib": peak,
+        "job": job,
+    }
     print(json.dumps(res, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))

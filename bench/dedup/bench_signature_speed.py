@@ -53,8 +53,9 @@ TOKENIZERS = ("spacy", "whitespace")
 def corpora(data: Path, limit: int | None) -> dict[str, list[str]]:
     out = {
         "C4 1000": [r["text"] for r in common.read_jsonl(data / "web_c4_sample" / "c4_en_sample_1000.jsonl")],
-        "CC 697": [r["text"] for r in common.read_jsonl(
-            data / "web_commoncrawl_2019_sample" / "cc_main_2019_30_sample.jsonl")],
+        "CC 697": [
+            r["text"] for r in common.read_jsonl(data / "web_commoncrawl_2019_sample" / "cc_main_2019_30_sample.jsonl")
+        ],
         "Gutenberg 300w x1000": common.gutenberg_docs(data)[:1000],
     }
     return {k: v[:limit] for k, v in out.items()} if limit else out
@@ -77,7 +78,7 @@ def ours(texts: list[str], repeats: int, precision: int = 64) -> tuple[list[floa
     for _ in range(repeats):
         t0 = time.process_time()
         for i in range(0, len(texts), 2048):
-            minhash_batch(texts[i:i + 2048], cfg)
+            minhash_batch(texts[i : i + 2048], cfg)
         runs.append(time.process_time() - t0)
     digests = []
     for t in texts:  # datatrove skips documents with fewer than n words; ours hashes them whole ("short")
@@ -93,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="runs of every figure, both sides (median reported)")
     p.add_argument("--data", type=Path, default=common.DATA)
     p.add_argument("--limit", type=int, help="first N documents of each corpus (smoke runs)")
-    p.add_argument("--raw", "--json", dest="raw", help="raw JSON output (default bench/dedup/raw/signature_speed-<UTC>.json)")
+    p.add_argument(
+        "--raw", "--json", dest="raw", help="raw JSON output (default bench/dedup/raw/signature_speed-<UTC>.json)"
+    )
     args = p.parse_args(argv)
     pin_threads(1)
     print(common.machine())
@@ -103,27 +106,40 @@ def main(argv: list[str] | None = None) -> int:
         cpu, mine = ours(texts, args.repeats)
         cpu32, _ = ours(texts, args.repeats, precision=32)
         ours_s = median(cpu)
-        row: dict = {"docs": n, "ours_cpu_s_runs": cpu, "ours_docs_per_cpu_s": n / ours_s,
-                     "ours_32bit_cpu_s_runs": cpu32, "ours_32bit_docs_per_cpu_s": n / median(cpu32)}
+        row: dict = {
+            "docs": n,
+            "ours_cpu_s_runs": cpu,
+            "ours_docs_per_cpu_s": n / ours_s,
+            "ours_32bit_cpu_s_runs": cpu32,
+            "ours_32bit_docs_per_cpu_s": n / median(cpu32),
+        }
         for tk in TOKENIZERS:
             ids = [str(i) for i in range(n)]
             dt = run_datatrove(args, "minhash", ids, texts, args.repeats, ["--word-tokenizer", tk])
             comp, run = median(dt["compute_cpu_s_runs"]), median(dt["run_cpu_s_runs"])
             row[f"datatrove_{tk}"] = {
                 "version": dt["datatrove_version"],
-                "compute_cpu_s_runs": dt["compute_cpu_s_runs"], "run_cpu_s_runs": dt["run_cpu_s_runs"],
-                "compute_docs_per_cpu_s": n / comp, "run_docs_per_cpu_s": n / run,
-                "speedup_vs_compute": comp / ours_s, "speedup_vs_run": run / ours_s,
+                "compute_cpu_s_runs": dt["compute_cpu_s_runs"],
+                "run_cpu_s_runs": dt["run_cpu_s_runs"],
+                "compute_docs_per_cpu_s": n / comp,
+                "run_docs_per_cpu_s": n / run,
+                "speedup_vs_compute": comp / ours_s,
+                "speedup_vs_run": run / ours_s,
                 "same_shingle_sets": sum(a == b for a, b in zip(mine, dt["digests"])),
             }
         out["corpora"][name] = row
         print(f"\n{name}: {n} docs, median of {args.repeats} runs each, process CPU seconds")
-        print(f"  ours (64-bit): {row['ours_docs_per_cpu_s']:9,.0f} docs/CPU-s   (32-bit: {row['ours_32bit_docs_per_cpu_s']:,.0f})")
+        print(
+            f"  ours (64-bit): {row['ours_docs_per_cpu_s']:9,.0f} docs/CPU-s   "
+            f"(32-bit: {row['ours_32bit_docs_per_cpu_s']:,.0f})"
+        )
         for tk in TOKENIZERS:
             d = row[f"datatrove_{tk}"]
-            print(f"  datatrove {d['version']}, {tk:10s} words: compute {d['compute_docs_per_cpu_s']:7,.0f}, run() "
-                  f"{d['run_docs_per_cpu_s']:7,.0f} docs/CPU-s -> ours {d['speedup_vs_compute']:.1f}x compute, "
-                  f"{d['speedup_vs_run']:.1f}x run(); same shingle sets {d['same_shingle_sets']}/{n}")
+            print(
+                f"  datatrove {d['version']}, {tk:10s} words: compute {d['compute_docs_per_cpu_s']:7,.0f}, run() "
+                f"{d['run_docs_per_cpu_s']:7,.0f} docs/CPU-s -> ours {d['speedup_vs_compute']:.1f}x compute, "
+                f"{d['speedup_vs_run']:.1f}x run(); same shingle sets {d['same_shingle_sets']}/{n}"
+            )
     write_raw(args.raw or default_raw_path("dedup", "signature_speed"), out)
     return 0
 

@@ -92,8 +92,7 @@ def get_session(conf: dict[str, str] | None = None):
 
 def write_docs(spark, path: str, docs: list[tuple[str, str]]) -> None:
     """A Delta table (doc_id string, text string), as silver would hold."""
-    spark.createDataFrame(docs, "doc_id string, text string").write.format("delta") \
-        .mode("overwrite").save(path)
+    spark.createDataFrame(docs, "doc_id string, text string").write.format("delta").mode("overwrite").save(path)
 
 
 def run_dedup(argv: list[str]) -> tuple[int, float]:

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 def main() -> int:
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
-    ours, job_args = argv[:split], argv[split + 1:]
+    ours, job_args = argv[:split], argv[split + 1 :]
     conf = {}
     it = iter(ours)
     for a in it:

@@ -19,7 +19,6 @@ output goes to bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -47,9 +46,19 @@ def build_llama(out: Path, texts: list[str], block: int) -> Path:
         return path
     tok = train_bpe(texts, vocab_size=8192)
     cfg = transformers.LlamaConfig(
-        vocab_size=tok.vocab_size, hidden_size=384, intermediate_size=1024, num_hidden_layers=6,
-        num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=block, rope_theta=500000.0,
-        bos_token_id=tok.eos_id, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id, initializer_range=0.05)
+        vocab_size=tok.vocab_size,
+        hidden_size=384,
+        intermediate_size=1024,
+        num_hidden_layers=6,
+        num_attention_heads=6,
+        num_key_value_heads=2,
+        max_position_embeddings=block,
+        rope_theta=500000.0,
+        bos_token_id=tok.eos_id,
+        eos_token_id=tok.eos_id,
+        pad_token_id=tok.pad_id,
+        initializer_range=0.05,
+    )
     torch.manual_seed(0)
     transformers.LlamaForCausalLM(cfg).save_pretrained(path, safe_serialization=True)
     tok.save(path / "tokenizer.json")
@@ -75,9 +84,15 @@ def run(path: Path, texts: list[str], device: str, precision: str, repeats: int)
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     errors = int(out["error"].notna().sum())
-    return {"device": device, "precision": precision, "load_s": load_s, "wall_s_runs": times,
-            "texts_per_s": len(texts) / median(times), "errors": errors,
-            "sum_logprob": out["sum_logprob"].astype(float).tolist()}
+    return {
+        "device": device,
+        "precision": precision,
+        "load_s": load_s,
+        "wall_s_runs": times,
+        "texts_per_s": len(texts) / median(times),
+        "errors": errors,
+        "sum_logprob": out["sum_logprob"].astype(float).tolist(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,16 +123,25 @@ def main(argv: list[str] | None = None) -> int:
     for precision in ("fp32", "bf16"):
         rows.append(run(path, texts, "cuda", precision, args.repeats))
     ref = np.array(cpu["sum_logprob"])
-    report = {"bench": "gpu/gpu_check", "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
-              "n_texts": len(texts), "model": str(path), "model_hash": load_model(path).hash, "runs": []}
+    report = {
+        "bench": "gpu/gpu_check",
+        "gpu": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "n_texts": len(texts),
+        "model": str(path),
+        "model_hash": load_model(path).hash,
+        "runs": [],
+    }
     for r in rows:
         got = np.array(r["sum_logprob"][: len(ref)])
         rel = float(np.nanmax(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-9)))
         line = {k: v for k, v in r.items() if k != "sum_logprob"} | {"max_rel_diff_vs_cpu_fp32": rel}
         report["runs"].append(line)
-        print(f"{r['device']:5s} {r['precision']}: {r['texts_per_s']:9.1f} texts/s (median of "
-              f"{len(r['wall_s_runs'])}), load {r['load_s']:.2f} s, errors {r['errors']}, "
-              f"max rel diff vs CPU fp32 {rel:.2e}")
+        print(
+            f"{r['device']:5s} {r['precision']}: {r['texts_per_s']:9.1f} texts/s (median of "
+            f"{len(r['wall_s_runs'])}), load {r['load_s']:.2f} s, errors {r['errors']}, "
+            f"max rel diff vs CPU fp32 {rel:.2e}"
+        )
     print("raw output:", write_raw(args.raw or default_raw_path("gpu", "gpu_check"), report))
     return 0
 

@@ -60,20 +60,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchlib import default_raw_path, median, pin_threads, write_raw
 
 log = logging.getLogger("bench.inference")
-SKIPPABLE = ("bare", "bare_bf16", "in_order", "bare_parallel", "spark", "ours_bf16", "pbu", "pbu_sorted",
-             "full_logits", "naive", "job", "generate")
+SKIPPABLE = (
+    "bare",
+    "bare_bf16",
+    "in_order",
+    "bare_parallel",
+    "spark",
+    "ours_bf16",
+    "pbu",
+    "pbu_sorted",
+    "full_logits",
+    "naive",
+    "job",
+    "generate",
+)
 
 
 def load_texts(data: Path, n: int, seed: int = 0) -> list[str]:
     """``n`` real texts of widely varying length, shuffled: a quarter Gutenberg paragraphs (short), the
     rest a seeded sample of whole documents (C4, CommonCrawl 2019, US presidential speeches)."""
+
     def read(path: Path) -> list[str]:
         with open(path, encoding="utf-8") as f:
             return [json.loads(line)["text"] for line in f]
 
-    docs = (read(data / "web_c4_sample" / "c4_en_sample_1000.jsonl")
-            + read(data / "web_commoncrawl_2019_sample" / "cc_main_2019_30_sample.jsonl")
-            + read(data / "us_presidential_speeches" / "us_presidential_speeches.jsonl"))
+    docs = (
+        read(data / "web_c4_sample" / "c4_en_sample_1000.jsonl")
+        + read(data / "web_commoncrawl_2019_sample" / "cc_main_2019_30_sample.jsonl")
+        + read(data / "us_presidential_speeches" / "us_presidential_speeches.jsonl")
+    )
     paras = read(data / "gutenberg_12_novels" / "gutenberg_12_novels_paragraphs.jsonl")
     rng = np.random.default_rng(seed)
     n_docs = min(len(docs), n - n // 4)
@@ -212,8 +227,10 @@ def bench_bare_parallel(model_path: Path, texts: list[str], opts: dict, procs: i
 
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(procs + 1), ctx.Queue()
-    ps = [ctx.Process(target=_bare_worker, args=(str(model_path), texts[i::procs], opts, barrier, out))
-          for i in range(procs)]
+    ps = [
+        ctx.Process(target=_bare_worker, args=(str(model_path), texts[i::procs], opts, barrier, out))
+        for i in range(procs)
+    ]
     for p in ps:
         p.start()
     barrier.wait()
@@ -255,7 +272,9 @@ def spark_variants(model_path: Path, opts: dict, batch_sizes: list[int], sorts: 
         return make_predict_fn
 
     def pbu(b: int, library_head: bool = True):
-        return lambda c: predict_batch_udf(predict_fn_factory(b, library_head), return_type=DoubleType(), batch_size=b)(c)
+        return lambda c: predict_batch_udf(predict_fn_factory(b, library_head), return_type=DoubleType(), batch_size=b)(
+            c
+        )
 
     first = batch_sizes[0]
 
@@ -269,9 +288,13 @@ def spark_variants(model_path: Path, opts: dict, batch_sizes: list[int], sorts: 
         art = load_artifact(path)  # every Arrow batch
         return pd.Series(pad_score(art.model, art.tokenizer, list(texts), first, library_head=True))
 
-    as_is = lambda df: df
-    prep = {"within": lambda df: df.sortWithinPartitions(F.length("text")),
-            "global": lambda df: df.orderBy(F.length("text"))}
+    def as_is(df):
+        return df
+
+    prep = {
+        "within": lambda df: df.sortWithinPartitions(F.length("text")),
+        "global": lambda df: df.orderBy(F.length("text")),
+    }
     out = {"b_ours": (lambda c: make_score_udf(path, **opts)(c).mean_nll, as_is)}
     if "ours_bf16" not in skip:
         out["b_ours_bf16"] = (lambda c: make_score_udf(path, **opts, precision="bf16")(c).mean_nll, as_is)
@@ -315,12 +338,21 @@ def bench_job(spark, model_path: Path, texts: list[str], out: Path, opts: dict, 
     from jobs import score
 
     gold = out / "lake" / "gold"
-    spark.createDataFrame(pd.DataFrame({"doc_id": [f"t{i:06d}" for i in range(len(texts))], "text": texts})) \
-        .repartition(4).write.format("delta").mode("overwrite").save(str(gold))
+    spark.createDataFrame(
+        pd.DataFrame({"doc_id": [f"t{i:06d}" for i in range(len(texts))], "text": texts})
+    ).repartition(4).write.format("delta").mode("overwrite").save(str(gold))
     res: dict[str, list[float]] = {"b2_score_job_cold": [], "b2_score_job_warm": []}
     for run in ["cold"] + ["warm"] * repeats:
-        args = ["--lake", str(out / "lake"), "--input", str(gold), "--model", str(model_path),
-                "--output", str(out / "lake" / f"scores_{time.time_ns()}")]
+        args = [
+            "--lake",
+            str(out / "lake"),
+            "--input",
+            str(gold),
+            "--model",
+            str(model_path),
+            "--output",
+            str(out / "lake" / f"scores_{time.time_ns()}"),
+        ]
         for k, v in opts.items():
             args += [f"--{k.replace('_', '-')}", str(v)]
         codes: list[int] = []
@@ -392,8 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-texts", type=int, default=600)
     p.add_argument("--repeats", type=int, default=3, help="timed runs of every row (median reported)")
     p.add_argument("--batch-size", type=int, default=32, help="rows per batch of the in-order bare loop (a')")
-    p.add_argument("--pbu-batch-sizes", default="2,4,8,16,32",
-                   help="predict_batch_udf batch sizes to sweep (comma list; the first is also d's and c_full_logits')")
+    p.add_argument(
+        "--pbu-batch-sizes",
+        default="2,4,8,16,32",
+        help="predict_batch_udf batch sizes to sweep (comma list; the first is also d's and c_full_logits')",
+    )
     p.add_argument("--pbu-sort", default="within,global", help="sorted predict_batch_udf variants: within, global")
     p.add_argument("--token-budget", type=int, help="a/b micro-batch token budget (default: the UDF's, by device)")
     p.add_argument("--max-rows", type=int, help="a/b most rows per micro-batch (default: the UDF's)")
@@ -426,18 +461,29 @@ def main(argv: list[str] | None = None) -> int:
     # a and b run the product's own micro-batching (token budget by device, max rows), unless overridden
     opts = {k: v for k, v in (("token_budget", args.token_budget), ("max_rows", args.max_rows)) if v is not None}
     pbu_sizes = [int(x) for x in args.pbu_batch_sizes.split(",")]
-    info = {"n_texts": len(texts), "n_params": art.model.num_params(non_embedding=False),
-            "tokens": int(lens.sum()), "len_min_p10_p50_p90_max": np.percentile(lens, [0, 10, 50, 90, 100]).tolist(),
-            "len_mean": float(lens.mean()), "at_cap": int((lens >= args.block - 1).sum()), "block": args.block,
-            "repeats": args.repeats, "score_options": opts, "predict_batch_udf_batch_sizes": pbu_sizes,
-            "pbu_sort": sorts, "skip": sorted(skip), "torch_threads": torch.get_num_threads()}
+    info = {
+        "n_texts": len(texts),
+        "n_params": art.model.num_params(non_embedding=False),
+        "tokens": int(lens.sum()),
+        "len_min_p10_p50_p90_max": np.percentile(lens, [0, 10, 50, 90, 100]).tolist(),
+        "len_mean": float(lens.mean()),
+        "at_cap": int((lens >= args.block - 1).sum()),
+        "block": args.block,
+        "repeats": args.repeats,
+        "score_options": opts,
+        "predict_batch_udf_batch_sizes": pbu_sizes,
+        "pbu_sort": sorts,
+        "skip": sorted(skip),
+        "torch_threads": torch.get_num_threads(),
+    }
     log.info("setup: %s", info)
     results: dict = {"bench": "inference/scoring", "setup": info}
     if "bare" not in skip:
         results["bare_1_thread_s"] = bench_bare(model_path, texts, opts, args.batch_size, args.repeats, skip)
     if "bare_parallel" not in skip:
-        results["bare_2_procs_s"] = {"a2_bare_2_processes": [bench_bare_parallel(model_path, texts, opts, 2)
-                                                             for _ in range(args.repeats)]}
+        results["bare_2_procs_s"] = {
+            "a2_bare_2_processes": [bench_bare_parallel(model_path, texts, opts, 2) for _ in range(args.repeats)]
+        }
     if not {"spark", "job"} <= skip:
         from jobs.spark import get_spark
 
@@ -456,8 +502,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\n{len(texts)} texts, {info['tokens']} tokens; median of {args.repeats} runs per row")
     for name, row in results["rows"].items():
-        print(f"  {name:28s} {row['median_s']:8.1f} s  {row['texts_per_s']:7.1f} texts/s  "
-              f"{row['texts_per_s_per_core']:7.1f} per core ({row['cores']} core{'s' if row['cores'] > 1 else ''})")
+        print(
+            f"  {name:28s} {row['median_s']:8.1f} s  {row['texts_per_s']:7.1f} texts/s  "
+            f"{row['texts_per_s_per_core']:7.1f} per core ({row['cores']} core{'s' if row['cores'] > 1 else ''})"
+        )
     h = results["headline"]
     if "b_over_a_per_core" in h:
         extra = f" (vs a2: {h['b_over_a2_per_core']:.2f}x)" if "b_over_a2_per_core" in h else ""

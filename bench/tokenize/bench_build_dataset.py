@@ -1,4 +1,5 @@
-"""Tokens per CPU-second: the build_dataset job (Spark, local[N]) vs ``encode_batch_fast`` alone, at its best chunk size.
+"""Tokens per CPU-second: the build_dataset job (Spark, local[N]) vs ``encode_batch_fast`` alone, at its best
+chunk size.
 
     python bench/tokenize/bench_build_dataset.py --cores 2 --repeat K [--runs 3] [--raw PATH] \\
         ../shared/data/gutenberg_12_novels/gutenberg_12_novels_paragraphs.jsonl \\
@@ -69,8 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("inputs", nargs="+", help="JSONL files with a 'text' field")
     p.add_argument("--cores", type=int, default=2, help="local[N] for the job")
     p.add_argument("--repeat", type=int, default=1, help="copies of the corpus (ids made unique)")
-    p.add_argument("--runs", "--job-runs", type=int, default=3, dest="runs",
-                   help="timed runs of the job and of every baseline chunk size (median reported)")
+    p.add_argument(
+        "--runs",
+        "--job-runs",
+        type=int,
+        default=3,
+        dest="runs",
+        help="timed runs of the job and of every baseline chunk size (median reported)",
+    )
     p.add_argument("--chunks", default=DEFAULT_CHUNKS, help="baseline chunk sizes to sweep (texts per call; 'whole')")
     p.add_argument("--driver-memory", default="4g", help="local[N] runs everything in the driver JVM")
     p.add_argument("--raw", help="raw JSON output (default bench/tokenize/raw/build_dataset-<UTC>.json)")
@@ -100,21 +107,39 @@ def main(argv: list[str] | None = None) -> int:
         from jobs import build_dataset
         from jobs.spark import get_spark
 
-        spark = get_spark("bench-tokenize", master=f"local[{args.cores}]",
-                          conf={"spark.driver.memory": args.driver_memory})
+        spark = get_spark(
+            "bench-tokenize", master=f"local[{args.cores}]", conf={"spark.driver.memory": args.driver_memory}
+        )
         spark.sparkContext.setLogLevel("ERROR")
         gold, src = os.path.join(tmp, "gold"), None
         for path in args.inputs:
             df = spark.read.json(path).select(
-                F.concat(F.lit(os.path.basename(path) + ":"), F.col("id")).alias("doc_id"), "text")
+                F.concat(F.lit(os.path.basename(path) + ":"), F.col("id")).alias("doc_id"), "text"
+            )
             df = df.filter(F.trim("text") != "")
             src = df if src is None else src.unionByName(df)
 
         def job(inp: str, name: str) -> str:
             out = os.path.join(tmp, f"{name}_out")
-            assert build_dataset.main(["--input", inp, "--lake", tmp, "--tokenizer", tok_path, "--output",
-                                       os.path.join(tmp, f"{name}_tokens"), "--tokenizer-out", out,
-                                       "--block-size", "256"]) == 0
+            assert (
+                build_dataset.main(
+                    [
+                        "--input",
+                        inp,
+                        "--lake",
+                        tmp,
+                        "--tokenizer",
+                        tok_path,
+                        "--output",
+                        os.path.join(tmp, f"{name}_tokens"),
+                        "--tokenizer-out",
+                        out,
+                        "--block-size",
+                        "256",
+                    ]
+                )
+                == 0
+            )
             return out
 
         # warm-up, the same on both sides: 2,000 texts through the tokenizer, a 2,000-document job
@@ -123,8 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         src.limit(2000).repartition(args.cores).write.format("delta").save(warm)
         job(warm, "warm")
         copies = spark.range(args.repeat).withColumnRenamed("id", "k")
-        (src.crossJoin(copies).select(F.concat("doc_id", F.lit("#"), F.col("k").cast("string")).alias("doc_id"), "text")
-         .repartition(args.cores * 2).write.format("delta").save(gold))
+        (
+            src.crossJoin(copies)
+            .select(F.concat("doc_id", F.lit("#"), F.col("k").cast("string")).alias("doc_id"), "text")
+            .repartition(args.cores * 2)
+            .write.format("delta")
+            .save(gold)
+        )
 
         n_tokens = None
         for r in range(args.runs):  # interleaved: one run of every chunk size, then one job run
@@ -145,8 +175,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run {r} build_dataset: {cpu:.1f} CPU s, {wall:.1f} s wall", flush=True)
         spark.stop()
 
-    sweep = {name: {"texts_per_call": chunks[name], "cpu_s_runs": cpus, "cpu_s_median": median(cpus),
-                    "tokens_per_cpu_s": n_tokens / median(cpus)} for name, cpus in base_runs.items()}
+    sweep = {
+        name: {
+            "texts_per_call": chunks[name],
+            "cpu_s_runs": cpus,
+            "cpu_s_median": median(cpus),
+            "tokens_per_cpu_s": n_tokens / median(cpus),
+        }
+        for name, cpus in base_runs.items()
+    }
     best = max(sweep, key=lambda name: sweep[name]["tokens_per_cpu_s"])
     base_rate = sweep[best]["tokens_per_cpu_s"]
     job_cpu, job_wall = median([r["cpu_s"] for r in job_runs]), median([r["wall_s"] for r in job_runs])
@@ -160,22 +197,39 @@ def main(argv: list[str] | None = None) -> int:
         "job_tokens_per_core_s_wall": n_tokens / (job_wall * args.cores),
         "ratio_per_cpu_s": job_rate / base_rate,  # the headline
         "ratio_per_core_s_wall": n_tokens / (job_wall * args.cores) / base_rate,
-        "ratio_vs_job_slice": job_rate / sweep[str(ENCODE_SLICE)]["tokens_per_cpu_s"] if str(ENCODE_SLICE) in sweep else None,
+        "ratio_vs_job_slice": job_rate / sweep[str(ENCODE_SLICE)]["tokens_per_cpu_s"]
+        if str(ENCODE_SLICE) in sweep
+        else None,
     }
     print(f"\n{summary['docs']} docs, {n_tokens} tokens (incl. one EOS per doc), median of {args.runs} runs each")
     for name, row in sweep.items():
         mark = "  <- baseline (best)" if name == best else ""
-        print(f"  encode_batch_fast, 1 thread, chunks of {name:>6}: {row['cpu_s_median']:7.2f} CPU s = "
-              f"{row['tokens_per_cpu_s']:12,.0f} tokens/CPU-s{mark}")
-    print(f"  build_dataset job, local[{args.cores}]: {job_cpu:.1f} CPU s = {job_rate:,.0f} tokens/CPU-s; "
-          f"{job_wall:.1f} s wall = {summary['job_tokens_per_core_s_wall']:,.0f} tokens per core-second")
-    print(f"ratio job / best encode_batch_fast per CPU-second: {summary['ratio_per_cpu_s']:.2f} "
-          f"(per core-second of wall: {summary['ratio_per_core_s_wall']:.2f})")
-    write_raw(args.raw or default_raw_path("tokenize", "build_dataset"), {
-        "bench": "tokenize/build_dataset", "inputs": args.inputs, "repeat": args.repeat, "runs": args.runs,
-        "cores": args.cores, "job_encode_slice": ENCODE_SLICE,
-        "baseline_sweep": sweep, "job_runs": job_runs, "summary": summary,
-    })
+        print(
+            f"  encode_batch_fast, 1 thread, chunks of {name:>6}: {row['cpu_s_median']:7.2f} CPU s = "
+            f"{row['tokens_per_cpu_s']:12,.0f} tokens/CPU-s{mark}"
+        )
+    print(
+        f"  build_dataset job, local[{args.cores}]: {job_cpu:.1f} CPU s = {job_rate:,.0f} tokens/CPU-s; "
+        f"{job_wall:.1f} s wall = {summary['job_tokens_per_core_s_wall']:,.0f} tokens per core-second"
+    )
+    print(
+        f"ratio job / best encode_batch_fast per CPU-second: {summary['ratio_per_cpu_s']:.2f} "
+        f"(per core-second of wall: {summary['ratio_per_core_s_wall']:.2f})"
+    )
+    write_raw(
+        args.raw or default_raw_path("tokenize", "build_dataset"),
+        {
+            "bench": "tokenize/build_dataset",
+            "inputs": args.inputs,
+            "repeat": args.repeat,
+            "runs": args.runs,
+            "cores": args.cores,
+            "job_encode_slice": ENCODE_SLICE,
+            "baseline_sweep": sweep,
+            "job_runs": job_runs,
+            "summary": summary,
+        },
+    )
     return 0
 
 

@@ -86,9 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--compile", action="store_true", help="TrainConfig.compile: torch.compile the training model")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args = p.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
 
     text = Path(args.input).read_text(encoding="utf-8")

@@ -120,7 +120,9 @@ def run_nanogpt(
         raise RuntimeError(f"nanoGPT failed ({proc.returncode}): {proc.stderr[-2000:]}")
     lines = proc.stdout.splitlines()
     if precision == "bf16" and BF16_MARKER not in lines:
-        raise RuntimeError(f"nanoGPT bf16 run without the autocast marker: the overlay did not take; see {out}/stdout.log")
+        raise RuntimeError(
+            f"nanoGPT bf16 run without the autocast marker: the overlay did not take; see {out}/stdout.log"
+        )
     iters_ms = {int(m[1]): float(m[3]) for m in map(ITER_RE.match, lines) if m}
     evals = {int(m[1]): float(m[3]) for m in map(STEP_RE.match, lines) if m}
     clean = [t for i, t in iters_ms.items() if i >= 10 and i % 250 != 0]
@@ -205,12 +207,24 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     nanogpt, out = args.nanogpt_dir.resolve(), args.out.resolve()
     prepare_nanogpt(nanogpt, args.input, args.threads)
-    commit = subprocess.run(["git", "-C", str(nanogpt), "rev-parse", "HEAD"], capture_output=True, text=True,
-                            check=False).stdout.strip() or None
-    res: dict = {"bench": "train_speed/compare_nanogpt", "nanogpt_commit": commit, "threads": args.threads,
-                 "speed_iters": args.speed_iters, "speed_rounds": args.speed_rounds,
-                 "quality_iters": args.quality_iters, "compile": compile_names, "speed": {}, "quality": {},
-                 "summary": {}}
+    commit = (
+        subprocess.run(
+            ["git", "-C", str(nanogpt), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        or None
+    )
+    res: dict = {
+        "bench": "train_speed/compare_nanogpt",
+        "nanogpt_commit": commit,
+        "threads": args.threads,
+        "speed_iters": args.speed_iters,
+        "speed_rounds": args.speed_rounds,
+        "quality_iters": args.quality_iters,
+        "compile": compile_names,
+        "speed": {},
+        "quality": {},
+        "summary": {},
+    }
     for prec in precisions:
         res["speed"][prec] = {"nanogpt": [], "ours": []}
 
@@ -226,8 +240,11 @@ def main(argv: list[str] | None = None) -> dict:
                 res["speed"][prec]["nanogpt"].append(ng)
                 ours = run_ours(out / f"speed{r}_ours_{tag}", args.input, n, 2000, prec, args.threads, comp)
                 res["speed"][prec]["ours"].append(ours)
-                print(f"round {r} {prec} compile={comp}: nanoGPT {ng['train_ms_per_iter']:.2f} ms/iter, "
-                      f"ours {ours['train_ms_per_step']:.2f} ms/step", flush=True)
+                print(
+                    f"round {r} {prec} compile={comp}: nanoGPT {ng['train_ms_per_iter']:.2f} ms/iter, "
+                    f"ours {ours['train_ms_per_step']:.2f} ms/step",
+                    flush=True,
+                )
                 save()
     best_compile = {}  # (precision, side) -> fastest compile setting, used by the quality runs
     for prec in precisions if args.speed_rounds else []:
@@ -252,11 +269,16 @@ def main(argv: list[str] | None = None) -> dict:
     for prec in precisions if q else []:
         ng_comp, ours_comp = best_compile.get((prec, "nanogpt"), False), best_compile.get((prec, "ours"), False)
         ng = run_nanogpt(nanogpt, out / f"quality_nanogpt_{prec}", q, prec, args.threads, True, ng_comp)
-        ng["full_val_loss"], ng["full_val_tokens"] = nanogpt_full_val(out / f"quality_nanogpt_{prec}" / "ckpt.pt", args.input)
+        ng["full_val_loss"], ng["full_val_tokens"] = nanogpt_full_val(
+            out / f"quality_nanogpt_{prec}" / "ckpt.pt", args.input
+        )
         ng["full_val_bpb"] = ng["full_val_loss"] / math.log(2)
         budget = ng["loop_s_to_iter"]
         res["quality"][f"nanogpt_{prec}"] = ng
-        print(f"nanoGPT {prec} {q} iters: {budget:.1f} s training loop, whole-val loss {ng['full_val_loss']:.4f}", flush=True)
+        print(
+            f"nanoGPT {prec} {q} iters: {budget:.1f} s training loop, whole-val loss {ng['full_val_loss']:.4f}",
+            flush=True,
+        )
         save()
         same = run_ours(out / f"quality_ours_{prec}_same_steps", args.input, q, q, prec, args.threads, ours_comp)
         res["quality"][f"ours_{prec}_same_steps"] = same
@@ -266,13 +288,20 @@ def main(argv: list[str] | None = None) -> dict:
             out / f"quality_ours_{prec}_same_wall", args.input, n_steps, n_steps, prec, args.threads, ours_comp
         )
         res["quality"][f"ours_{prec}_same_wall"] = wall_run
-        print(f"ours {prec}: {q} steps -> {same['full_val_loss']:.4f}; {n_steps} steps in {wall_run['wall_s']:.1f} s "
-              f"-> {wall_run['full_val_loss']:.4f}", flush=True)
+        print(
+            f"ours {prec}: {q} steps -> {same['full_val_loss']:.4f}; {n_steps} steps in {wall_run['wall_s']:.1f} s "
+            f"-> {wall_run['full_val_loss']:.4f}",
+            flush=True,
+        )
         res["summary"][f"quality_{prec}"] = {
             "metric": "mean loss over the whole val split, nats/char (full_val.full_val_loss)",
-            "nanogpt_steps": q, "nanogpt_loop_s": budget, "nanogpt_full_val_loss": ng["full_val_loss"],
-            "ours_same_steps_full_val_loss": same["full_val_loss"], "ours_same_steps_wall_s": same["wall_s"],
-            "ours_same_wall_steps": n_steps, "ours_same_wall_wall_s": wall_run["wall_s"],
+            "nanogpt_steps": q,
+            "nanogpt_loop_s": budget,
+            "nanogpt_full_val_loss": ng["full_val_loss"],
+            "ours_same_steps_full_val_loss": same["full_val_loss"],
+            "ours_same_steps_wall_s": same["wall_s"],
+            "ours_same_wall_steps": n_steps,
+            "ours_same_wall_wall_s": wall_run["wall_s"],
             "ours_same_wall_full_val_loss": wall_run["full_val_loss"],
             "delta_same_steps": same["full_val_loss"] - ng["full_val_loss"],  # < 0 = ours lower
             "delta_same_wall": wall_run["full_val_loss"] - ng["full_val_loss"],

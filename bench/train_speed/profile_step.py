@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> None:
         for name, (bf16, fused, compiled) in variants.items():
             results[name].append(time_steps(bf16, fused, compiled, args.steps))
     base = statistics.fmean(r["step"] for r in results[next(iter(VARIANTS))])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread, "
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}"
+    )
     print("median ms per phase (mean over rounds)")
     for name, rs in results.items():
         m = {k: statistics.fmean(r[k] for r in rs) for k in rs[0]}

@@ -32,8 +32,24 @@ def _windows(spark, path):
 def test_build_dataset_bpe(spark, gold):
     root, path, docs = gold
     out, tok_dir = str(root / "tokens"), str(root / "tok")
-    args = ["--input", path, "--output", out, "--tokenizer-out", tok_dir, "--vocab-size", "600",
-            "--block-size", "32", "--val-fraction", "0.3", "--lake", str(root), "--export-bin", str(root / "bin")]
+    args = [
+        "--input",
+        path,
+        "--output",
+        out,
+        "--tokenizer-out",
+        tok_dir,
+        "--vocab-size",
+        "600",
+        "--block-size",
+        "32",
+        "--val-fraction",
+        "0.3",
+        "--lake",
+        str(root),
+        "--export-bin",
+        str(root / "bin"),
+    ]
     assert build_dataset.main(args) == 0
     meta = json.loads((root / "tok" / "dataset.json").read_text())
 
@@ -91,8 +107,21 @@ def test_same_seed_same_table_and_char_level(spark, gold):
     contents = []
     for i in range(2):
         out = str(root / f"chars{i}")
-        args = ["--input", path, "--output", out, "--tokenizer-out", str(root / f"ctok{i}"), "--char-level",
-                "--block-size", "64", "--seed", "3", "--lake", str(root)]
+        args = [
+            "--input",
+            path,
+            "--output",
+            out,
+            "--tokenizer-out",
+            str(root / f"ctok{i}"),
+            "--char-level",
+            "--block-size",
+            "64",
+            "--seed",
+            "3",
+            "--lake",
+            str(root),
+        ]
         assert build_dataset.main(args) == 0
         contents.append([(r.window_id, r.split, tuple(r.tokens)) for r in _windows(spark, out)])
     assert contents[0] == contents[1]
@@ -128,8 +157,19 @@ def test_small_table_gets_a_val_split_at_the_default_fraction(spark, gold, tmp_p
     path = _gold_table(spark, tmp_path / "gold", rows)
     out = str(tmp_path / "tokens")
     caplog.set_level("INFO", logger="jobs.splits")
-    args = ["--input", path, "--output", out, "--tokenizer-out", str(tmp_path / "tok"), "--char-level",
-            "--block-size", "32", "--lake", str(tmp_path)]  # default --val-fraction (0.01)
+    args = [
+        "--input",
+        path,
+        "--output",
+        out,
+        "--tokenizer-out",
+        str(tmp_path / "tok"),
+        "--char-level",
+        "--block-size",
+        "32",
+        "--lake",
+        str(tmp_path),
+    ]  # default --val-fraction (0.01)
     assert build_dataset.main(args) == 0
 
     meta = json.loads((tmp_path / "tok" / "dataset.json").read_text())
@@ -155,8 +195,19 @@ def test_one_document_cannot_be_split(spark, gold, tmp_path, caplog):
     _, _, docs = gold
     path = _gold_table(spark, tmp_path / "gold", sorted(docs.items())[:1])
     out = str(tmp_path / "tokens")
-    args = ["--input", path, "--output", out, "--tokenizer-out", str(tmp_path / "tok"), "--char-level",
-            "--block-size", "32", "--lake", str(tmp_path)]
+    args = [
+        "--input",
+        path,
+        "--output",
+        out,
+        "--tokenizer-out",
+        str(tmp_path / "tok"),
+        "--char-level",
+        "--block-size",
+        "32",
+        "--lake",
+        str(tmp_path),
+    ]
     assert build_dataset.main(args) == 2
     assert "has 1 document: it cannot be split into train and val; pass --val-fraction 0" in caplog.text
     assert not DeltaTable.isDeltaTable(spark, out) and not (tmp_path / "tok").exists()
@@ -186,7 +237,11 @@ def test_stratified_split_cuts_val_within_each_stratum(spark):
     assert got == expected and len(got) == 7
     assert rule["docs"] == {"train": 66, "val": 7} and not rule["forced_val"]
     assert {(s["values"]["source"], s["values"]["lang"]): s["val"] for s in rule["strata"]} == {
-        ("web", "en"): 4, ("books", "en"): 2, ("web", "cs"): 0, ("web", None): 1}
+        ("web", "en"): 4,
+        ("books", "en"): 2,
+        ("web", "cs"): 0,
+        ("web", None): 1,
+    }
 
 
 def test_tokenize_udf_encodes_each_row(spark, tmp_path):

@@ -17,9 +17,14 @@ PROSE = json.loads((REPO / "jobs" / "sample_data" / "gutenberg_novels.jsonl").re
 def bronze(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("curate")
     rows = [(r["id"], r["text"], "cc") for r in map(json.loads, (DATA / "cc2019_slice.jsonl").read_text().splitlines())]
-    rows += [("prose-1", PROSE, "book"), ("tiny-1", "Too short.", "book"),
-             ("mail-1", PROSE + "\nWrite to jane.doe@example.org or call +1 415 555 0100.", "book")]
-    spark.createDataFrame(rows, "doc_id string, text string, source string").write.format("delta").save(str(root / "bronze"))
+    rows += [
+        ("prose-1", PROSE, "book"),
+        ("tiny-1", "Too short.", "book"),
+        ("mail-1", PROSE + "\nWrite to jane.doe@example.org or call +1 415 555 0100.", "book"),
+    ]
+    spark.createDataFrame(rows, "doc_id string, text string, source string").write.format("delta").save(
+        str(root / "bronze")
+    )
     return root, rows
 
 
@@ -64,8 +69,10 @@ def test_stats_job_funnel_matches_the_tables(spark, bronze, tmp_path):
     curate_rows = [r for r in table if r.job == "curate"]
     assert curate_rows[0]["in"] == len(rows)
     assert curate_rows[-1].kept == spark.read.format("delta").load(str(lake / "silver")).count()
-    rejected = {r.drop_reason: r["count"] for r in
-                spark.read.format("delta").load(str(lake / "rejected")).groupBy("drop_reason").count().collect()}
+    rejected = {
+        r.drop_reason: r["count"]
+        for r in spark.read.format("delta").load(str(lake / "rejected")).groupBy("drop_reason").count().collect()
+    }
     assert {k: v for r in curate_rows for k, v in r.reasons.items()} == rejected
     for r in table:
         assert r["in"] == r.kept + r.dropped

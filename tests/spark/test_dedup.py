@@ -34,16 +34,22 @@ def corpus():
     c = _mutate(b, 6, 2)  # a~b and b~c, a and c further apart: one cluster only through b
     hub = _text()
     giant = [_mutate(hub, 2, 100 + i) for i in range(40)]  # 40 near-copies share buckets
-    docs = {"chain-a": a, "chain-b": b, "chain-c": c, "exact-1": "Hello   World. " + _text(80),
-            **{f"giant-{i:02d}": t for i, t in enumerate(giant)},
-            **{f"uniq-{i}": _text() for i in range(20)}}
+    docs = {
+        "chain-a": a,
+        "chain-b": b,
+        "chain-c": c,
+        "exact-1": "Hello   World. " + _text(80),
+        **{f"giant-{i:02d}": t for i, t in enumerate(giant)},
+        **{f"uniq-{i}": _text() for i in range(20)},
+    }
     docs["exact-2"] = docs["exact-1"].upper().replace("HELLO   WORLD.", "hello world.")
     return docs
 
 
 def _write(spark, path, docs):
-    spark.createDataFrame(sorted(docs.items()), "doc_id string, text string").write.format("delta") \
-        .mode("overwrite").save(str(path))
+    spark.createDataFrame(sorted(docs.items()), "doc_id string, text string").write.format("delta").mode(
+        "overwrite"
+    ).save(str(path))
 
 
 def test_dedup_clusters_chain_and_giant_bucket(spark, tmp_path, corpus):
@@ -78,13 +84,23 @@ def test_incremental_dedup_against_existing_gold(spark, tmp_path, corpus):
 
     new = {"chain-b": corpus["chain-b"], "exact-2": corpus["exact-2"], "uniq-2": corpus["uniq-2"], **first}
     _write(spark, tmp_path / "silver2", new)
-    args = ["--lake", str(tmp_path), "--input", str(tmp_path / "silver2"), "--against", str(tmp_path / "gold"),
-            "--output", str(tmp_path / "gold")]
+    args = [
+        "--lake",
+        str(tmp_path),
+        "--input",
+        str(tmp_path / "silver2"),
+        "--against",
+        str(tmp_path / "gold"),
+        "--output",
+        str(tmp_path / "gold"),
+    ]
     assert dedup.main(args) == 0
     gold = {r.doc_id for r in spark.read.format("delta").load(str(tmp_path / "gold")).collect()}
     assert gold == {"chain-a", "uniq-1", "exact-1", "uniq-2"}
-    rejected = {r.doc_id: (r.drop_reason, r.duplicate_of)
-                for r in spark.read.format("delta").load(str(tmp_path / "rejected")).collect()}
+    rejected = {
+        r.doc_id: (r.drop_reason, r.duplicate_of)
+        for r in spark.read.format("delta").load(str(tmp_path / "rejected")).collect()
+    }
     assert rejected == {"chain-b": ("dedup_fuzzy", "chain-a"), "exact-2": ("dedup_exact", "exact-1")}
     assert spark.sql(f"DESCRIBE HISTORY delta.`{tmp_path / 'gold'}`").count() == gold_v + 1  # one append
 
@@ -106,8 +122,10 @@ def test_pair_behind_a_failing_hub_is_still_found(spark, tmp_path):
     assert dedup.main(["--lake", str(tmp_path), "--threshold", "0.8", "--bands", "4", "--rows", "2"]) == 0
     gold = {r.doc_id for r in spark.read.format("delta").load(str(tmp_path / "gold")).collect()}
     assert gold == {"tri-a", "tri-b"}
-    rejected = {r.doc_id: (r.drop_reason, r.duplicate_of)
-                for r in spark.read.format("delta").load(str(tmp_path / "rejected")).collect()}
+    rejected = {
+        r.doc_id: (r.drop_reason, r.duplicate_of)
+        for r in spark.read.format("delta").load(str(tmp_path / "rejected")).collect()
+    }
     assert rejected == {"tri-c": ("dedup_fuzzy", "tri-b")}
 
 

@@ -33,7 +33,7 @@ def _md_rows(report: str, header: str) -> list[list[str]]:
     lines = report.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(header))
     rows = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         rows.append([c.strip() for c in line.strip("|").split("|")])
@@ -48,8 +48,12 @@ def test_report_numbers_match_the_tables(spark, demo_lake):
     assert counts["gold"] > 0 and counts["bronze"] <= 3 * MAX_DOCS
     assert {s: int(n) for s, n in _md_rows(report, "| stage | documents |")} == counts
 
-    reasons = {f"rejected:{r[0]}": r[1] for r in _load(spark, lake, "rejected").groupBy("drop_reason").count().collect()}
-    reasons |= {f"quarantine:{r[0]}": r[1] for r in _load(spark, lake, "quarantine").groupBy("reason").count().collect()}
+    reasons = {
+        f"rejected:{r[0]}": r[1] for r in _load(spark, lake, "rejected").groupBy("drop_reason").count().collect()
+    }
+    reasons |= {
+        f"quarantine:{r[0]}": r[1] for r in _load(spark, lake, "quarantine").groupBy("reason").count().collect()
+    }
     assert reasons.get("quarantine:empty_text", 0) >= 1
     assert {k: int(v) for k, v in _md_rows(report, "| table:reason |")} == reasons
 
@@ -68,7 +72,10 @@ def test_report_numbers_match_the_tables(spark, demo_lake):
     meta = json.loads((lake / "_artifacts" / "tokenizer" / "dataset.json").read_text(encoding="utf-8"))
     assert meta["split"]["stratify_by"] == ["source", "lang"]
     gold = _load(spark, lake, "gold")
-    val = {r.source: r["count"] for r in gold.filter(split_column(meta["split"]) == "val").groupBy("source").count().collect()}
+    val = {
+        r.source: r["count"]
+        for r in gold.filter(split_column(meta["split"]) == "val").groupBy("source").count().collect()
+    }
     assert sum(val.values()) == data["docs"][1] > 0
     per_source = {r[0]: r for r in _md_rows(report, "| source | val docs |")}
     assert set(per_source) == {r.source for r in gold.select("source").distinct().collect()}

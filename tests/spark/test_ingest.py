@@ -78,7 +78,9 @@ def test_ingest_bad_input_every_reason(spark, tmp_path):
     q = quarantine.collect()
     assert all(r.reason and r.source_file and r.raw_hash for r in q)
     assert max(len(r.raw) for r in q) <= 4096
-    assert {r.raw_bytes for r in q if r.reason == "too_large"} == {MAX_DOC_BYTES + 500 + len('{"id": "b14", "text": ""}')}
+    assert {r.raw_bytes for r in q if r.reason == "too_large"} == {
+        MAX_DOC_BYTES + 500 + len('{"id": "b14", "text": ""}')
+    }
     # the BOM record and the control characters made it to bronze intact
     texts = {r.doc_id: r.text for r in bronze.collect()}
     assert texts["g2"] == "Starts with a UTF-8 byte order mark."

@@ -38,19 +38,36 @@ def tiny_lake(spark, tmp_path_factory):
     """A lake with bronze, quarantine, silver, rejected, gold and clusters tables, and a tiny model."""
     root = tmp_path_factory.mktemp("nb_lake")
     texts = _texts(10)
-    bronze = pd.DataFrame({"doc_id": [f"d{i:02d}" for i in range(10)], "text": texts,
-                           "source": ["play"] * 6 + ["verse"] * 4})
-    rejected = pd.DataFrame({"doc_id": ["d07", "d08", "d09", "d05"], "text": [texts[i] for i in (7, 8, 9, 5)],
-                             "drop_reason": ["gopher_short_doc", "gopher_short_doc", "c4_curly_bracket",
-                                             "dedup_near_duplicate"]})
+    bronze = pd.DataFrame(
+        {"doc_id": [f"d{i:02d}" for i in range(10)], "text": texts, "source": ["play"] * 6 + ["verse"] * 4}
+    )
+    rejected = pd.DataFrame(
+        {
+            "doc_id": ["d07", "d08", "d09", "d05"],
+            "text": [texts[i] for i in (7, 8, 9, 5)],
+            "drop_reason": ["gopher_short_doc", "gopher_short_doc", "c4_curly_bracket", "dedup_near_duplicate"],
+        }
+    )
     quarantine = pd.DataFrame({"reason": ["invalid_json"], "raw": ["{oops"]})
     silver = bronze[~bronze.doc_id.isin(["d07", "d08", "d09"])][["doc_id", "text"]]
     gold = silver[silver.doc_id != "d05"]
-    clusters = pd.DataFrame({"doc_id": ["d03", "d05", "d00"], "cluster_id": ["d03", "d03", "d00"],
-                             "cluster_size": [2, 2, 1], "drop_reason": [None, "dedup_near_duplicate", None]})
+    clusters = pd.DataFrame(
+        {
+            "doc_id": ["d03", "d05", "d00"],
+            "cluster_id": ["d03", "d03", "d00"],
+            "cluster_size": [2, 2, 1],
+            "drop_reason": [None, "dedup_near_duplicate", None],
+        }
+    )
     schemas = {"clusters": "doc_id string, cluster_id string, cluster_size int, drop_reason string"}
-    for name, pdf in (("bronze", bronze), ("quarantine", quarantine), ("silver", silver), ("rejected", rejected),
-                      ("gold", gold), ("clusters", clusters)):
+    for name, pdf in (
+        ("bronze", bronze),
+        ("quarantine", quarantine),
+        ("silver", silver),
+        ("rejected", rejected),
+        ("gold", gold),
+        ("clusters", clusters),
+    ):
         spark.createDataFrame(pdf, schemas.get(name)).write.format("delta").save(str(root / name))
     model = root / "_artifacts" / "gpt-tiny"
     save_tiny_artifact(model)
@@ -77,11 +94,17 @@ def _run(path, tmp_path, monkeypatch, env: dict[str, str]) -> str:
         monkeypatch.setenv(key, value)
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell("import sys\nprint(f'kernel-python {sys.executable}')"))
-    client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=300,
-                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client = nbclient.NotebookClient(
+        nb, kernel_name=KERNEL, timeout=300, resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
     client.execute()
-    out = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
-                  if o.get("output_type") == "stream")
+    out = "".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.get("output_type") == "stream"
+    )
     assert f"kernel-python {sys.executable}\n" in out, "the kernel did not run this interpreter"
     return out
 
@@ -94,10 +117,17 @@ def test_explore_corpus_notebook(tiny_lake, tmp_path, monkeypatch):
     rows = dict(re.findall(r"^rows (\w+) (\S+)$", out, flags=re.MULTILINE))
     assert rows == {"bronze": "10", "quarantine": "1", "silver": "7", "rejected": "4", "gold": "6", "clusters": "3"}
     dropped = dict(re.findall(r"^dropped (\S+) (\d+)$", out, flags=re.MULTILINE))
-    assert dropped == {"rejected:gopher_short_doc": "2", "rejected:c4_curly_bracket": "1",
-                       "rejected:dedup_near_duplicate": "1", "quarantine:invalid_json": "1"}
+    assert dropped == {
+        "rejected:gopher_short_doc": "2",
+        "rejected:c4_curly_bracket": "1",
+        "rejected:dedup_near_duplicate": "1",
+        "quarantine:invalid_json": "1",
+    }
     assert "cluster d03 size 2" in out
-    assert re.findall(r"^member (\S+) (\S+) \|", out, flags=re.MULTILINE) == [("d03", "kept"), ("d05", "dedup_near_duplicate")]
+    assert re.findall(r"^member (\S+) (\S+) \|", out, flags=re.MULTILINE) == [
+        ("d03", "kept"),
+        ("d05", "dedup_near_duplicate"),
+    ]
 
 
 @pytest.mark.spark
@@ -108,8 +138,12 @@ def test_score_and_inspect_notebook(tiny_lake, tmp_path, monkeypatch):
     from model.artifact import load_artifact
 
     root, model, gold = tiny_lake
-    out = _run(SCORE, tmp_path, monkeypatch, {"LAKELM_LAKE": str(root), "LAKELM_ARTIFACT": str(model),
-                                              "LAKELM_NOTEBOOK_MASTER": "local[1]"})
+    out = _run(
+        SCORE,
+        tmp_path,
+        monkeypatch,
+        {"LAKELM_LAKE": str(root), "LAKELM_ARTIFACT": str(model), "LAKELM_NOTEBOOK_MASTER": "local[1]"},
+    )
     torch.set_num_threads(1)
     art = load_artifact(model)
     want = tasks.score_texts(art.model, art.tokenizer, pd.Series(gold.text.tolist(), dtype=object))

@@ -23,8 +23,9 @@ def _content_hash(spark, path, cols):
     return len(rows), hashlib.sha256(json.dumps([list(r) for r in rows], default=str).encode()).hexdigest()
 
 
-def _run_and_kill_a_worker(cmd: list[str], tmp_path, name: str, env: dict | None = None,
-                           needs_library: str | None = None, timeout: int = 300):
+def _run_and_kill_a_worker(
+    cmd: list[str], tmp_path, name: str, env: dict | None = None, needs_library: str | None = None, timeout: int = 300
+):
     """Run a job, SIGKILL one of its Python workers from outside while it runs a task (found by pid
     under the job's process tree), and wait for the job. Returns (exit code, stdout, stderr, killed pid)."""
     out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
@@ -53,32 +54,49 @@ def test_curate_survives_a_killed_python_worker(spark, tmp_path):
     spark.createDataFrame(rows, "doc_id string, text string").repartition(4).write.format("delta").save(bronze)
     markers = tmp_path / "markers"
     results = {}
-    for name, env in (("clean", {}), ("switch", {"LAKELM_FAULT_KILL_PARTITION": "1",
-                                                  "LAKELM_FAULT_MARKER_DIR": str(markers)})):
+    for name, env in (
+        ("clean", {}),
+        ("switch", {"LAKELM_FAULT_KILL_PARTITION": "1", "LAKELM_FAULT_MARKER_DIR": str(markers)}),
+    ):
         lake = tmp_path / name
         proc = spark_submit(None, "jobs/curate.py", "--input", bronze, "--lake", str(lake), env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
         if name == "switch":
             assert _lost_tasks(proc.stderr) >= 1, proc.stderr[-3000:]
-        results[name] = (_content_hash(spark, lake / "silver", ["doc_id", "text"]),
-                         _content_hash(spark, lake / "rejected", ["doc_id", "drop_reason"]))
+        results[name] = (
+            _content_hash(spark, lake / "silver", ["doc_id", "text"]),
+            _content_hash(spark, lake / "rejected", ["doc_id", "drop_reason"]),
+        )
     assert len(list(markers.iterdir())) >= 1  # the switch really fired
 
     lake = tmp_path / "outside"
     rc, _, err, killed = _run_and_kill_a_worker(
-        [sys.executable, "-m", "jobs.curate", "--input", bronze, "--lake", str(lake)], tmp_path, "outside")
+        [sys.executable, "-m", "jobs.curate", "--input", bronze, "--lake", str(lake)], tmp_path, "outside"
+    )
     assert killed is not None, "no busy Python worker found under the job"
     assert rc == 0, err[-3000:]
     assert _lost_tasks(err) >= 1, err[-3000:]  # the kill hit a running task, which Spark retried
-    results["outside"] = (_content_hash(spark, lake / "silver", ["doc_id", "text"]),
-                          _content_hash(spark, lake / "rejected", ["doc_id", "drop_reason"]))
+    results["outside"] = (
+        _content_hash(spark, lake / "silver", ["doc_id", "text"]),
+        _content_hash(spark, lake / "rejected", ["doc_id", "drop_reason"]),
+    )
     assert results["switch"] == results["clean"] == results["outside"]
     n_silver, n_rejected = results["clean"][0][0], results["clean"][1][0]
     assert n_silver + n_rejected == len(rows)  # no duplicates, nothing lost
 
 
-SCORE_EXACT = ["doc_id", "content_hash", "n_tokens", "n_windows", "error", "task", "model_name", "model_hash",
-               "input_table", "input_version"]
+SCORE_EXACT = [
+    "doc_id",
+    "content_hash",
+    "n_tokens",
+    "n_windows",
+    "error",
+    "task",
+    "model_name",
+    "model_hash",
+    "input_table",
+    "input_version",
+]
 SCORE_FLOATS = ["sum_logprob", "mean_nll", "perplexity", "bits_per_byte"]
 
 
@@ -120,19 +138,28 @@ def test_score_survives_a_killed_python_worker(spark, tmp_path):
     one_thread = {"OMP_NUM_THREADS": "1"}
     markers = tmp_path / "markers"
     results = {}
-    for name, env in (("clean", {}), ("switch", {"LAKELM_FAULT_KILL_PARTITION": "1",
-                                                  "LAKELM_FAULT_MARKER_DIR": str(markers)})):
+    for name, env in (
+        ("clean", {}),
+        ("switch", {"LAKELM_FAULT_KILL_PARTITION": "1", "LAKELM_FAULT_MARKER_DIR": str(markers)}),
+    ):
         lake = tmp_path / name
-        proc = subprocess.run([*bare_submit, "--lake", str(lake), *job_args], cwd=REPO, capture_output=True,
-                              text=True, timeout=300, env={**_env(), **one_thread, **env})
+        proc = subprocess.run(
+            [*bare_submit, "--lake", str(lake), *job_args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**_env(), **one_thread, **env},
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         results[name] = _score_rows(spark, lake / "scores")
     killed = sorted(p.name for p in markers.iterdir())
     assert killed and all(k.startswith("score-") for k in killed), killed  # the switch really fired
 
     lake = tmp_path / "outside"
-    rc, _, err, pid = _run_and_kill_a_worker([*bare_submit, "--lake", str(lake), *job_args], tmp_path, "outside",
-                                             env=one_thread, needs_library="libtorch")
+    rc, _, err, pid = _run_and_kill_a_worker(
+        [*bare_submit, "--lake", str(lake), *job_args], tmp_path, "outside", env=one_thread, needs_library="libtorch"
+    )
     assert pid is not None, "no scoring Python worker found under the job"
     assert rc == 0, err[-3000:]
     assert _lost_tasks(err) >= 1, err[-3000:]  # the kill hit a running task, which Spark retried
@@ -140,8 +167,17 @@ def test_score_survives_a_killed_python_worker(spark, tmp_path):
     for name in ("switch", "outside"):
         _assert_same_scores(results["clean"], results[name], len(docs))
 
-    explicit = [str(BIN / "spark-submit"), "--master", "local[2]", "--driver-memory", "1g",
-                str(REPO / "jobs/score.py"), "--lake", str(tmp_path / "explicit"), *job_args]
+    explicit = [
+        str(BIN / "spark-submit"),
+        "--master",
+        "local[2]",
+        "--driver-memory",
+        "1g",
+        str(REPO / "jobs/score.py"),
+        "--lake",
+        str(tmp_path / "explicit"),
+        *job_args,
+    ]
     rc, _, err, pid = _run_and_kill_a_worker(explicit, tmp_path, "explicit", env=one_thread, needs_library="libtorch")
     assert pid is not None and _lost_tasks(err) >= 1, err[-3000:]
     assert rc != 0  # an explicit master is used as given: no retries, so the lost task fails the job
@@ -151,22 +187,47 @@ def test_build_dataset_survives_a_killed_python_worker_without_double_counting(s
     """A worker killed after its first windows were sent (python -m, default master): the retried
     task rewrites them, and the accumulated counts (docs, tokens, tails) match the clean run and the
     rows committed."""
-    docs = [(r["id"], r["text"]) for r in map(json.loads, (DATA / "cc2019_slice.jsonl").read_text().splitlines())
-            if r["text"].strip()]
+    docs = [
+        (r["id"], r["text"])
+        for r in map(json.loads, (DATA / "cc2019_slice.jsonl").read_text().splitlines())
+        if r["text"].strip()
+    ]
     gold = str(tmp_path / "gold")
     spark.createDataFrame(docs, "doc_id string, text string").repartition(3).write.format("delta").save(gold)
     markers = tmp_path / "markers"
     results = {}
-    for name, env in (("clean", {}), ("faulty", {"LAKELM_FAULT_KILL_PARTITION": "1",
-                                                 "LAKELM_FAULT_MARKER_DIR": str(markers)})):
+    for name, env in (
+        ("clean", {}),
+        ("faulty", {"LAKELM_FAULT_KILL_PARTITION": "1", "LAKELM_FAULT_MARKER_DIR": str(markers)}),
+    ):
         lake = tmp_path / name
-        proc = subprocess.run([sys.executable, "-m", "jobs.build_dataset", "--input", gold, "--lake", str(lake),
-                               "--tokenizer-out", str(lake / "tok"), "--char-level", "--block-size", "64"],
-                              cwd=REPO, env={**_env(), **env}, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "jobs.build_dataset",
+                "--input",
+                gold,
+                "--lake",
+                str(lake),
+                "--tokenizer-out",
+                str(lake / "tok"),
+                "--char-level",
+                "--block-size",
+                "64",
+            ],
+            cwd=REPO,
+            env={**_env(), **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         meta = json.loads((lake / "tok" / "dataset.json").read_text())
-        results[name] = (_content_hash(spark, lake / "tokens", ["window_id", "split", "tokens"]),
-                         {k: meta[k] for k in ("docs", "docs_failed", "tokens", "windows", "tail_tokens")})
+        results[name] = (
+            _content_hash(spark, lake / "tokens", ["window_id", "split", "tokens"]),
+            {k: meta[k] for k in ("docs", "docs_failed", "tokens", "windows", "tail_tokens")},
+        )
     killed = sorted(p.name for p in markers.iterdir())
     assert killed and all(k.startswith("build_dataset-") for k in killed), killed  # the worker really was killed
     assert results["faulty"] == results["clean"]
@@ -186,8 +247,11 @@ def test_bad_input_end_to_end_every_record_accounted_for(spark, tmp_path):
     from tests.bad_input import write_pipeline_corpus
     from tests.tiny_model import save_tiny_artifact
 
-    good = [line.encode() for line in (DATA / "cc2019_slice.jsonl").read_text().splitlines()
-            if json.loads(line)["text"].strip()][:30]
+    good = [
+        line.encode()
+        for line in (DATA / "cc2019_slice.jsonl").read_text().splitlines()
+        if json.loads(line)["text"].strip()
+    ][:30]
     corpus, lake = tmp_path / "corpus.jsonl", tmp_path / "lake"
     expected = write_pipeline_corpus(corpus, good)
     n_lines = sum(expected.values())
@@ -196,8 +260,9 @@ def test_bad_input_end_to_end_every_record_accounted_for(spark, tmp_path):
     assert sum(n for reason, n in expected.items() if reason) == 17 and len(set(expected) - {None}) == 11
     assert corpus.stat().st_size > 50 * 1024 * 1024
 
-    proc = spark_submit(None, "jobs/ingest.py", "--input", str(corpus), "--format", "jsonl",
-                        "--lake", str(lake), timeout=600)
+    proc = spark_submit(
+        None, "jobs/ingest.py", "--input", str(corpus), "--format", "jsonl", "--lake", str(lake), timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith('{"')))
     assert counts["read"] == n_lines and counts["quarantined_too_large"] == 1
@@ -284,12 +349,18 @@ def test_checkpoints_are_never_unpickled(tmp_path):
             code = path.read_text(encoding="utf-8")
             assert "pickle.load" not in code and "import pickle" not in code, path
             for node in ast.walk(ast.parse(code)):
-                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"
-                        and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch"):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "load"
+                    and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "torch"
+                ):
                     n_calls += 1
                     flags = {k.arg: k.value for k in node.keywords}
-                    assert isinstance(flags.get("weights_only"), ast.Constant) and flags["weights_only"].value is True, \
-                        (path, node.lineno)
+                    assert (
+                        isinstance(flags.get("weights_only"), ast.Constant) and flags["weights_only"].value is True
+                    ), (path, node.lineno)
     assert n_calls >= 1  # the checkpoint loader is found, so the scan really looks at calls
 
 
@@ -300,8 +371,11 @@ def test_every_job_refuses_bad_table_paths(tmp_path, caplog, job, bad):
 
     module = importlib.import_module(f"jobs.{job}")
     lake = tmp_path / "lake"
-    extra = {"ingest": ["--input", "x.jsonl", "--format", "jsonl"], "score": ["--model", "m"],
-             "nightly_score": ["--model", "m"]}.get(job, [])
+    extra = {
+        "ingest": ["--input", "x.jsonl", "--format", "jsonl"],
+        "score": ["--model", "m"],
+        "nightly_score": ["--model", "m"],
+    }.get(job, [])
     assert module.main(["--lake", str(lake), *extra, "--output", bad]) == 2
     assert "contains a quote, backtick, ';' or control character" in caplog.text  # refused as a path
     assert not lake.exists()
@@ -318,24 +392,63 @@ def test_training_killed_and_resumed_matches_uninterrupted(spark, tmp_path):
     from model.artifact import load_artifact
     from model.checkpoint import list_checkpoints
 
-    docs = [(r["id"], r["text"]) for r in map(json.loads, (DATA / "cc2019_slice.jsonl").read_text().splitlines())
-            if r["text"].strip()][:40]
+    docs = [
+        (r["id"], r["text"])
+        for r in map(json.loads, (DATA / "cc2019_slice.jsonl").read_text().splitlines())
+        if r["text"].strip()
+    ][:40]
     spark.createDataFrame(docs, "doc_id string, text string").write.format("delta").save(str(tmp_path / "gold"))
-    assert build_dataset.main(["--lake", str(tmp_path), "--tokenizer-out", str(tmp_path / "tok"), "--vocab-size",
-                               "400", "--block-size", "32", "--val-fraction", "0.2"]) == 0
+    assert (
+        build_dataset.main(
+            [
+                "--lake",
+                str(tmp_path),
+                "--tokenizer-out",
+                str(tmp_path / "tok"),
+                "--vocab-size",
+                "400",
+                "--block-size",
+                "32",
+                "--val-fraction",
+                "0.2",
+            ]
+        )
+        == 0
+    )
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"model": {"n_layer": 2, "n_head": 2, "n_embd": 32},
-                               "train": {"batch_size": 8, "max_steps": 200, "eval_every": 100, "eval_steps": 4,
-                                         "ckpt_every": 20, "warmup_steps": 5, "threads": 1, "device": "cpu"}}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "model": {"n_layer": 2, "n_head": 2, "n_embd": 32},
+                "train": {
+                    "batch_size": 8,
+                    "max_steps": 200,
+                    "eval_every": 100,
+                    "eval_steps": 4,
+                    "ckpt_every": 20,
+                    "warmup_steps": 5,
+                    "threads": 1,
+                    "device": "cpu",
+                },
+            }
+        )
+    )
     cmd = [sys.executable, "-m", "jobs.train", "--lake", str(tmp_path), "--config", str(cfg)]
 
-    straight = subprocess.run([*cmd, "--out", str(tmp_path / "straight")], cwd=REPO, env=_env(),
-                              capture_output=True, text=True, timeout=600)
+    straight = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "straight")], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600
+    )
     assert straight.returncode == 0, straight.stderr[-2000:]
 
     work = tmp_path / "killed.work"
-    proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "killed")], cwd=REPO, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(tmp_path / "killed")],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while not any((work / "checkpoints").glob("*.pt")) if (work / "checkpoints").exists() else True:
         assert time.monotonic() < deadline and proc.poll() is None, "training ended before a checkpoint"
@@ -347,8 +460,9 @@ def test_training_killed_and_resumed_matches_uninterrupted(spark, tmp_path):
     killed_step, killed_ckpt = list_checkpoints(work / "checkpoints")[-1]
     assert 0 < killed_step < 200, killed_step  # killed mid-run, after a checkpoint
 
-    resumed = subprocess.run([*cmd, "--out", str(tmp_path / "killed")], cwd=REPO, env=_env(),
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "killed")], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     # it started from the killed run's newest checkpoint, not from scratch
     assert f"rank 0 resumed from {killed_ckpt} at step {killed_step}" in resumed.stderr, resumed.stderr[-3000:]
@@ -357,8 +471,10 @@ def test_training_killed_and_resumed_matches_uninterrupted(spark, tmp_path):
     assert (a["lineage"]["resumed_from"], a["lineage"]["start_step"]) == (None, 0)
     assert b["metrics"]["step"] == a["metrics"]["step"] == 200
     # the same windows at every step: the killed run's log up to the checkpoint, then the rerun's
-    samples = [(tmp_path / f"{name}.work" / "samples" / "rank-0.jsonl").read_text().splitlines()
-               for name in ("straight", "killed")]
+    samples = [
+        (tmp_path / f"{name}.work" / "samples" / "rank-0.jsonl").read_text().splitlines()
+        for name in ("straight", "killed")
+    ]
     assert [json.loads(line)["step"] for line in samples[1]] == list(range(1, 201))
     assert samples[1] == samples[0]
     # bit for bit: every tensor of the two artifacts' weights

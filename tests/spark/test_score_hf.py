@@ -29,13 +29,29 @@ def hf_folders(tmp_path_factory):
     """{"llama": folder, "gpt2": folder}: random weights, a BPE tokenizer trained on tests/data text."""
     root = tmp_path_factory.mktemp("hf_score")
     tok = train_bpe(TEXTS, vocab_size=300)
-    shape = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2)
+    shape = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+    )
     configs = {
-        "llama": transformers.LlamaConfig(vocab_size=320, max_position_embeddings=256, bos_token_id=0,
-                                          eos_token_id=0, pad_token_id=1, initializer_range=0.2, **shape),
-        "gpt2": transformers.GPT2Config(vocab_size=320, n_positions=256, n_embd=32, n_layer=2, n_head=4,
-                                        bos_token_id=0, eos_token_id=0, initializer_range=0.2),
+        "llama": transformers.LlamaConfig(
+            vocab_size=320,
+            max_position_embeddings=256,
+            bos_token_id=0,
+            eos_token_id=0,
+            pad_token_id=1,
+            initializer_range=0.2,
+            **shape,
+        ),
+        "gpt2": transformers.GPT2Config(
+            vocab_size=320,
+            n_positions=256,
+            n_embd=32,
+            n_layer=2,
+            n_head=4,
+            bos_token_id=0,
+            eos_token_id=0,
+            initializer_range=0.2,
+        ),
     }
     out = {}
     for seed, (name, cfg) in enumerate(configs.items()):
@@ -105,18 +121,22 @@ def _unknown_type(p: Path) -> None:
     (p / "config.json").write_text(json.dumps(cfg))
 
 
-@pytest.mark.parametrize("breaks, message", [
-    (_pickle_only, "only pickle weights"),
-    (_wrong_shape, "has shape"),
-    (_unknown_type, "no native implementation"),
-])
+@pytest.mark.parametrize(
+    "breaks, message",
+    [
+        (_pickle_only, "only pickle weights"),
+        (_wrong_shape, "has shape"),
+        (_unknown_type, "no native implementation"),
+    ],
+)
 def test_broken_folders_exit_2_before_scoring(spark, tmp_path, hf_folders, caplog, breaks, message):
     folders, _tok = hf_folders
     broken = tmp_path / "broken"
     shutil.copytree(folders["llama"], broken)
     breaks(broken)
     spark.createDataFrame([("d0", "some text")], "doc_id string, text string").write.format("delta").save(
-        str(tmp_path / "gold"))
+        str(tmp_path / "gold")
+    )
     args = ["--lake", str(tmp_path), "--input", str(tmp_path / "gold"), "--model", str(broken)]
     assert score.main(args) == 2
     assert message in caplog.text

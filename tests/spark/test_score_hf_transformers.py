@@ -18,7 +18,9 @@ from jobs import score  # noqa: E402
 from udfs import columns as C  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "data"
-TEXTS = [json.loads(line)["text"][:60] for line in (DATA / "udhr_multilingual_slice.jsonl").read_text("utf-8").splitlines()]
+TEXTS = [
+    json.loads(line)["text"][:60] for line in (DATA / "udhr_multilingual_slice.jsonl").read_text("utf-8").splitlines()
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +31,23 @@ def bert(tmp_path_factory):
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(TEXTS, trainers.WordPieceTrainer(vocab_size=600, special_tokens=[
-        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tok.train_from_iterator(
+        TEXTS, trainers.WordPieceTrainer(vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    )
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
-    cfg = transformers.BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
-                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
-                                  pad_token_id=0, initializer_range=0.2)
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    cfg = transformers.BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=0,
+        initializer_range=0.2,
+    )
     path = tmp_path_factory.mktemp("tf_score") / "bert"
     torch.manual_seed(0)
     transformers.BertModel(cfg).eval().save_pretrained(path, safe_serialization=True)

@@ -44,7 +44,9 @@ def _write_input(spark, path, pdf, mode="overwrite"):
 
 def _expected_scores(art, texts) -> pd.DataFrame:
     """Plain PyTorch, one text at a time (the core with a single text is unbatched and unpadded)."""
-    rows = [tasks.score_texts(art.model, art.tokenizer, pd.Series([t], dtype=object), max_rows=1).iloc[0] for t in texts]
+    rows = [
+        tasks.score_texts(art.model, art.tokenizer, pd.Series([t], dtype=object), max_rows=1).iloc[0] for t in texts
+    ]
     return pd.DataFrame(rows).reset_index(drop=True)
 
 
@@ -127,8 +129,9 @@ def test_score_job_writes_lineage_and_a_rerun_is_a_no_op(spark, tmp_path, artifa
     assert score.main(_job_args(tmp_path, path)) == 0
     assert _versions(spark, out_path) == before  # nothing scored, nothing committed
     again = spark.read.format("delta").load(out_path).toPandas()
-    pd.testing.assert_frame_equal(again.sort_values(C.DOC_ID).reset_index(drop=True),
-                                  snapshot.sort_values(C.DOC_ID).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        again.sort_values(C.DOC_ID).reset_index(drop=True), snapshot.sort_values(C.DOC_ID).reset_index(drop=True)
+    )
     rerun = read_runs(spark, str(tmp_path / "runs"), job="score").first()
     assert rerun.counts["scored"] == 0 and rerun.counts["written"] == 0
 
@@ -186,8 +189,12 @@ def _append_and_change(spark, gold, n_new=3):
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
-    _write_input(spark, gold, _texts_frame(["Speak, speak.", "You are all resolved", "First, you know"][:n_new],
-                                           prefix="n"), mode="append")
+    _write_input(
+        spark,
+        gold,
+        _texts_frame(["Speak, speak.", "You are all resolved", "First, you know"][:n_new], prefix="n"),
+        mode="append",
+    )
     DeltaTable.forPath(spark, str(gold)).update(F.col("doc_id") == "d000", {"text": F.lit("Before we proceed")})
 
 
@@ -215,8 +222,9 @@ def test_nightly_scores_only_new_and_changed_rows_even_run_twice_at_once(spark, 
 
     monkeypatch.setattr(nightly_score, "merge_upsert_changed", racing_merge)
     codes: list[int] = []
-    threads = [threading.Thread(target=lambda: codes.append(nightly_score.main(_job_args(tmp_path, path))))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: codes.append(nightly_score.main(_job_args(tmp_path, path)))) for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -225,7 +233,12 @@ def test_nightly_scores_only_new_and_changed_rows_even_run_twice_at_once(spark, 
     runs = read_runs(spark, str(tmp_path / "runs"), job="nightly_score").collect()
     for r in runs[:2]:  # each run found exactly the new and changed rows
         assert (r.counts["rows"], r.counts["new"], r.counts["changed"], r.counts["scored"], r.counts["unchanged"]) == (
-            len(pdf) + 3, 3, 1, 4, len(pdf) - 1)
+            len(pdf) + 3,
+            3,
+            1,
+            4,
+            len(pdf) - 1,
+        )
     winner, loser = sorted(runs[:2], key=lambda r: -r.counts["inserted"])
     assert (winner.counts["inserted"], winner.counts["updated"]) == (3, 1)  # written once, by one run
     assert (loser.counts["inserted"], loser.counts["updated"]) == (0, 0)
@@ -281,7 +294,12 @@ def test_model_failures_fail_the_run_and_the_next_run_rescores_only_them(spark, 
     first = read_runs(spark, str(tmp_path / "runs"), job="score").first()
     assert first.status == "failed" and "3 of 11 rows failed in the model" in first.error
     assert {k: first.counts[k] for k in ("scored", "input_errors", "model_errors", "errors", "written")} == {
-        "scored": len(pdf), "input_errors": 2, "model_errors": 3, "errors": 5, "written": len(pdf)}
+        "scored": len(pdf),
+        "input_errors": 2,
+        "model_errors": 3,
+        "errors": 5,
+        "written": len(pdf),
+    }
     out = _output(spark, tmp_path)  # what was scored is written, failures included
     assert len(out) == len(pdf) and (out[C.RUN_ID] == first.run_id).all()
     assert {d for d, e in out[C.ERROR].items() if tasks.is_retryable_error(e)} == hit
@@ -294,7 +312,12 @@ def test_model_failures_fail_the_run_and_the_next_run_rescores_only_them(spark, 
     second = read_runs(spark, str(tmp_path / "runs"), job="score").first()
     assert second.status == "succeeded"
     assert {k: second.counts[k] for k in ("scored", "retried", "replaced", "written", "model_errors")} == {
-        "scored": 3, "retried": 3, "replaced": 3, "written": 3, "model_errors": 0}
+        "scored": 3,
+        "retried": 3,
+        "replaced": 3,
+        "written": 3,
+        "model_errors": 0,
+    }
     out = _output(spark, tmp_path)
     assert out.index.is_unique and len(out) == len(pdf)
     assert not any(tasks.is_retryable_error(e) for e in out[C.ERROR])
@@ -320,7 +343,13 @@ def test_nightly_retries_model_failures_under_the_rate_and_keeps_input_errors(sp
     assert nightly_score.main(_job_args(tmp_path, path)) == 0
     second = read_runs(spark, str(tmp_path / "runs"), job="nightly_score").first()
     assert {k: second.counts[k] for k in ("new", "changed", "retried", "scored", "inserted", "updated")} == {
-        "new": 0, "changed": 0, "retried": 3, "scored": 3, "inserted": 0, "updated": 3}
+        "new": 0,
+        "changed": 0,
+        "retried": 3,
+        "scored": 3,
+        "inserted": 0,
+        "updated": 3,
+    }
     out = _output(spark, tmp_path)
     assert len(out) == len(pdf) and not any(tasks.is_retryable_error(e) for e in out[C.ERROR])
     assert set(out.index[out[C.RUN_ID] == second.run_id]) == hit

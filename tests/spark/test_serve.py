@@ -42,12 +42,21 @@ def model_path(tmp_path_factory):
 @contextlib.contextmanager
 def _serving(model, log_path, *flags):
     """Base URL of ``python -m jobs.serve`` on ``model`` with ``flags``; its stderr goes to ``log_path``."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", faults.ENV_SERVE_RAISE: RAISE,
-           faults.ENV_SERVE_SLEEP: f"{SLEEP}:{SLEEP_S}"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        faults.ENV_SERVE_RAISE: RAISE,
+        faults.ENV_SERVE_SLEEP: f"{SLEEP}:{SLEEP_S}",
+    }
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "jobs.serve", "--model", str(model), "--port", "0", "--threads", "1", *flags],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
     try:
         line = proc.stdout.readline()
         assert line.startswith("serving on http://"), f"server did not start: {line!r} {log_path.read_text()}"
@@ -80,17 +89,33 @@ def server(model_path, server_log):
     from model.artifact import load_artifact
 
     torch.set_num_threads(1)
-    with _serving(model_path, server_log, "--max-texts", "4", "--max-text-chars", "200",
-                  "--max-body-bytes", "4096") as base:
+    with _serving(
+        model_path, server_log, "--max-texts", "4", "--max-text-chars", "200", "--max-body-bytes", "4096"
+    ) as base:
         yield base, load_artifact(model_path)
 
 
 @pytest.fixture(scope="module")
 def tight(model_path, tmp_path_factory):
     """Base URL of a server with one worker, a queue of one, 8 connections and short deadlines."""
-    with _serving(model_path, tmp_path_factory.mktemp("tight") / "server.log", "--workers", "1", "--queue", "1",
-                  "--max-connections", "8", "--header-timeout", "1", "--body-timeout", "1",
-                  "--idle-timeout", "4", "--retry-after", "7") as base:
+    with _serving(
+        model_path,
+        tmp_path_factory.mktemp("tight") / "server.log",
+        "--workers",
+        "1",
+        "--queue",
+        "1",
+        "--max-connections",
+        "8",
+        "--header-timeout",
+        "1",
+        "--body-timeout",
+        "1",
+        "--idle-timeout",
+        "4",
+        "--retry-after",
+        "7",
+    ) as base:
         yield base
 
 
@@ -241,12 +266,21 @@ def test_health_reports_server_limits_and_keep_alive_works(server):
     try:
         conn.request("GET", "/health")
         doc = json.loads(conn.getresponse().read())
-        conn.request("POST", "/predict", body=json.dumps({"texts": ["a"]}), headers={"Content-Type": "application/json"})
+        conn.request(
+            "POST", "/predict", body=json.dumps({"texts": ["a"]}), headers={"Content-Type": "application/json"}
+        )
         assert conn.getresponse().status == 200  # the second request reused the connection
     finally:
         conn.close()
-    assert doc["server"] == {"workers": 4, "queue": 8, "max_connections": 512, "header_timeout_s": 10.0,
-                             "body_timeout_s": 30.0, "idle_timeout_s": 15.0, "retry_after_s": 1}
+    assert doc["server"] == {
+        "workers": 4,
+        "queue": 8,
+        "max_connections": 512,
+        "header_timeout_s": 10.0,
+        "body_timeout_s": 30.0,
+        "idle_timeout_s": 15.0,
+        "retry_after_s": 1,
+    }
 
 
 def test_deeply_nested_body_is_400(server):
@@ -364,12 +398,25 @@ def test_expect_model_hash_refuses_another_model_and_serves_the_right_one(tmp_pa
     cmd = [sys.executable, "-m", "jobs.serve", "--model", str(path), "--port", "0", "--threads", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     wrong = "f" * 64
-    refused = subprocess.run([*cmd, "--expect-model-hash", wrong], check=False, cwd=REPO, env=env, capture_output=True,
-                             text=True, timeout=120)
+    refused = subprocess.run(
+        [*cmd, "--expect-model-hash", wrong],
+        check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode == 2 and "serving on" not in refused.stdout
     assert f"has hash {digest}, but {wrong} was expected" in refused.stderr
-    proc = subprocess.Popen([*cmd, "--expect-model-hash", digest], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [*cmd, "--expect-model-hash", digest],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert line.startswith("serving on http://"), f"server did not start: {line!r}"

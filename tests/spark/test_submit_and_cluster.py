@@ -36,15 +36,24 @@ def submit_cmd(master: str | None, script: str, *args: str, conf: dict | None = 
     ``master=None`` gives no ``--master``: the properties file's default, as the README runs it."""
     confs = [a for k, v in (conf or {}).items() for a in ("--conf", f"{k}={v}")]
     masters = ["--master", master] if master else []
-    return [str(BIN / "spark-submit"), *masters, "--properties-file", str(REPO / "spark-defaults.conf"),
-            "--driver-memory", "1g", *confs, str(REPO / script), *args]
+    return [
+        str(BIN / "spark-submit"),
+        *masters,
+        "--properties-file",
+        str(REPO / "spark-defaults.conf"),
+        "--driver-memory",
+        "1g",
+        *confs,
+        str(REPO / script),
+        *args,
+    ]
 
 
-def spark_submit(master: str | None, script: str, *args: str, timeout: int = 300, env: dict | None = None,
-                 conf: dict | None = None) -> subprocess.CompletedProcess:
+def spark_submit(
+    master: str | None, script: str, *args: str, timeout: int = 300, env: dict | None = None, conf: dict | None = None
+) -> subprocess.CompletedProcess:
     cmd = submit_cmd(master, script, *args, conf=conf)
-    return subprocess.run(cmd, cwd=REPO, env={**_env(), **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(cmd, cwd=REPO, env={**_env(), **(env or {})}, capture_output=True, text=True, timeout=timeout)
 
 
 def _free_port() -> int:
@@ -64,8 +73,18 @@ def test_spark_submit_ingest(spark, tmp_path):
     assert '"read": 80' in proc.stdout
     assert _count_rows(spark, tmp_path / "bronze") + _count_rows(spark, tmp_path / "quarantine") == 80
 
-    bad = spark_submit("local[1]", "jobs/ingest.py", "--input", str(src), "--format", "jsonl",
-                       "--text-col", "nope", "--lake", str(tmp_path / "other"))
+    bad = spark_submit(
+        "local[1]",
+        "jobs/ingest.py",
+        "--input",
+        str(src),
+        "--format",
+        "jsonl",
+        "--text-col",
+        "nope",
+        "--lake",
+        str(tmp_path / "other"),
+    )
     # a usage error reaches the shell as exit code 2 and writes nothing (the message itself is
     # checked in-process in test_ingest.py: spark-submit may exit before copying the child's stderr)
     assert bad.returncode == 2
@@ -87,19 +106,49 @@ def standalone_cluster(tmp_path, request):
     logs.mkdir()
     spark_class = str(BIN / "spark-class")
     master = subprocess.Popen(
-        [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-         "--webui-port", str(_free_port())],
-        env=env, stdout=open(logs / "master.out", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            spark_class,
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--webui-port",
+            str(_free_port()),
+        ],
+        env=env,
+        stdout=open(logs / "master.out", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     worker = subprocess.Popen(
-        [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", cores,
-         "--memory", "1g", "--webui-port", str(_free_port()), url],
-        env=env, stdout=open(logs / "worker.out", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            spark_class,
+            "org.apache.spark.deploy.worker.Worker",
+            "--host",
+            "127.0.0.1",
+            "--cores",
+            cores,
+            "--memory",
+            "1g",
+            "--webui-port",
+            str(_free_port()),
+            url,
+        ],
+        env=env,
+        stdout=open(logs / "worker.out", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 90
         while "Successfully registered with master" not in (logs / "worker.out").read_text():
             if time.monotonic() > deadline or worker.poll() is not None or master.poll() is not None:
-                pytest.fail("standalone cluster did not start:\n" + (logs / "master.out").read_text()[-2000:]
-                            + (logs / "worker.out").read_text()[-2000:])
+                pytest.fail(
+                    "standalone cluster did not start:\n"
+                    + (logs / "master.out").read_text()[-2000:]
+                    + (logs / "worker.out").read_text()[-2000:]
+                )
             time.sleep(0.5)
         yield url, logs
     finally:
@@ -112,7 +161,9 @@ def standalone_cluster(tmp_path, request):
 def test_ingest_on_standalone_cluster(spark, tmp_path, standalone_cluster):
     url, logs = standalone_cluster
     src = DATA / "cc2019_slice.jsonl"
-    proc = spark_submit(url, "jobs/ingest.py", "--input", str(src), "--format", "jsonl", "--lake", str(tmp_path / "lake"))
+    proc = spark_submit(
+        url, "jobs/ingest.py", "--input", str(src), "--format", "jsonl", "--lake", str(tmp_path / "lake")
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     # the work really ran on the worker: it launched an executor for this application
     assert "Asked to launch executor" in (logs / "worker.out").read_text()
@@ -136,8 +187,11 @@ def _executors_with_python(worker_dir: Path) -> list[int]:
     """Executor JVMs of *this* worker (their working folder is under ``worker_dir``) that have a Python
     worker child, i.e. that are running a Python UDF task right now."""
     procs = {pid: info for pid in os.listdir("/proc") if pid.isdigit() and (info := _proc_info(pid))}
-    executors = {int(pid) for pid, (cmd, _, cwd) in procs.items()
-                 if "CoarseGrainedExecutorBackend" in cmd and cwd.startswith(str(worker_dir))}
+    executors = {
+        int(pid)
+        for pid, (cmd, _, cwd) in procs.items()
+        if "CoarseGrainedExecutorBackend" in cmd and cwd.startswith(str(worker_dir))
+    }
     return sorted({ppid for cmd, ppid, _ in procs.values() if ppid in executors and "python" in cmd})
 
 
@@ -160,8 +214,15 @@ def test_curate_survives_a_killed_executor_on_standalone_cluster(spark, tmp_path
     assert curate.main(["--input", bronze, "--lake", str(tmp_path / "clean")]) == 0  # the reference run
 
     lake = tmp_path / "faulty"
-    cmd = submit_cmd(url, "jobs/curate.py", "--input", bronze, "--lake", str(lake),
-                     conf={"spark.task.maxFailures": "4", "spark.executor.memory": "768m"})
+    cmd = submit_cmd(
+        url,
+        "jobs/curate.py",
+        "--input",
+        bronze,
+        "--lake",
+        str(lake),
+        conf={"spark.task.maxFailures": "4", "spark.executor.memory": "768m"},
+    )
     out_file = tmp_path / "submit.log"
     with open(out_file, "w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=out, stderr=subprocess.STDOUT)

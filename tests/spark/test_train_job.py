@@ -11,19 +11,48 @@ from tests.spark.test_submit_and_cluster import standalone_cluster  # noqa: F401
 
 pytestmark = pytest.mark.spark
 
-TINY = {"model": {"n_layer": 1, "n_head": 2, "n_embd": 32},
-        "train": {"batch_size": 4, "max_steps": 12, "eval_every": 6, "eval_steps": 2, "ckpt_every": 6,
-                  "warmup_steps": 2, "threads": 1, "device": "cpu", "shuffle_buffer": 256}}
+TINY = {
+    "model": {"n_layer": 1, "n_head": 2, "n_embd": 32},
+    "train": {
+        "batch_size": 4,
+        "max_steps": 12,
+        "eval_every": 6,
+        "eval_steps": 2,
+        "ckpt_every": 6,
+        "warmup_steps": 2,
+        "threads": 1,
+        "device": "cpu",
+        "shuffle_buffer": 256,
+    },
+}
 
 
 @pytest.fixture(scope="module")
 def tokens(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    rows = [(r["id"], r["text"]) for r in map(json.loads, (DATA / "cc2019_slice.jsonl").read_text().splitlines())
-            if r["text"].strip()][:40]
+    rows = [
+        (r["id"], r["text"])
+        for r in map(json.loads, (DATA / "cc2019_slice.jsonl").read_text().splitlines())
+        if r["text"].strip()
+    ][:40]
     spark.createDataFrame(rows, "doc_id string, text string").write.format("delta").save(str(root / "gold"))
-    assert build_dataset.main(["--lake", str(root), "--tokenizer-out", str(root / "tok"), "--vocab-size", "400",
-                               "--block-size", "32", "--val-fraction", "0.2"]) == 0
+    assert (
+        build_dataset.main(
+            [
+                "--lake",
+                str(root),
+                "--tokenizer-out",
+                str(root / "tok"),
+                "--vocab-size",
+                "400",
+                "--block-size",
+                "32",
+                "--val-fraction",
+                "0.2",
+            ]
+        )
+        == 0
+    )
     cfg = root / "cfg.json"
     cfg.write_text(json.dumps(TINY))
     return root, cfg
@@ -35,7 +64,8 @@ def test_train_writes_verified_artifact_with_lineage(spark, tokens):
     root, cfg = tokens
     # a second version of the table: training pins version 0 and records it
     spark.read.format("delta").load(str(root / "tokens")).limit(10).write.format("delta").mode("overwrite").save(
-        str(root / "tokens"))
+        str(root / "tokens")
+    )
     out = root / "art"
     assert train.main(["--lake", str(root), "--data-version", "0", "--out", str(out), "--config", str(cfg)]) == 0
     art = load_artifact(out)
@@ -59,8 +89,12 @@ def test_train_distributed_two_processes(spark, tokens):
 
     root, cfg = tokens
     out = root / "art_ddp"
-    assert train.main(["--lake", str(root), "--data-version", "0", "--out", str(out), "--config", str(cfg),
-                       "--distributed", "2"]) == 0
+    assert (
+        train.main(
+            ["--lake", str(root), "--data-version", "0", "--out", str(out), "--config", str(cfg), "--distributed", "2"]
+        )
+        == 0
+    )
     assert (root / "art_ddp.work" / "rank-1.done").exists()
     art = load_artifact(out)
     lineage = art.metadata["lineage"]
@@ -79,8 +113,18 @@ def test_train_via_spark_submit(spark, tokens):
     from tests.spark.test_submit_and_cluster import spark_submit
 
     root, cfg = tokens
-    proc = spark_submit("local[2]", "jobs/train.py", "--lake", str(root), "--data-version", "0",
-                        "--out", str(root / "art_submit"), "--config", str(cfg))
+    proc = spark_submit(
+        "local[2]",
+        "jobs/train.py",
+        "--lake",
+        str(root),
+        "--data-version",
+        "0",
+        "--out",
+        str(root / "art_submit"),
+        "--config",
+        str(cfg),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     verify_artifact(root / "art_submit")
 
@@ -117,26 +161,46 @@ def test_train_distributed_runs_its_ranks_on_executors_of_a_cluster(spark, token
     root, _ = tokens
     url, logs = standalone_cluster
     tokens_path = str(root / "tokens")
-    files = sorted(f.removeprefix("file:") for f in
-                   spark.read.format("delta").option("versionAsOf", 0).load(tokens_path).inputFiles())
+    files = sorted(
+        f.removeprefix("file:")
+        for f in spark.read.format("delta").option("versionAsOf", 0).load(tokens_path).inputFiles()
+    )
     # sample ids are row numbers in the sorted files' stored order, val rows included
     splits = [s for f in files for s in pq.read_table(f, columns=["split"])["split"].to_pylist()]
     train_ids = {i for i, s in enumerate(splits) if s == "train"}
     steps = -(-len(train_ids) // 8) + 1  # a little more than one epoch of global batch 8
 
     def config(batch_size):
-        train_cfg = {**TINY["train"], "batch_size": batch_size, "max_steps": steps, "eval_every": steps,
-                     "ckpt_every": steps, "precision": "fp32"}
+        train_cfg = {
+            **TINY["train"],
+            "batch_size": batch_size,
+            "max_steps": steps,
+            "eval_every": steps,
+            "ckpt_every": steps,
+            "precision": "fp32",
+        }
         path = root / f"cluster_cfg_{batch_size}.json"
         path.write_text(json.dumps({"model": {**TINY["model"], "dropout": 0.0}, "train": train_cfg}))
         return str(path)
 
     single = root / "art_single"
-    assert train.main(["--lake", str(root), "--data-version", "0", "--out", str(single),
-                       "--config", config(8)]) == 0
+    assert train.main(["--lake", str(root), "--data-version", "0", "--out", str(single), "--config", config(8)]) == 0
     ddp = root / "art_cluster"
-    proc = spark_submit(url, "jobs/train.py", "--lake", str(root), "--data-version", "0", "--out", str(ddp),
-                        "--config", config(4), "--distributed", "2", timeout=600)
+    proc = spark_submit(
+        url,
+        "jobs/train.py",
+        "--lake",
+        str(root),
+        "--data-version",
+        "0",
+        "--out",
+        str(ddp),
+        "--config",
+        config(4),
+        "--distributed",
+        "2",
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
 
     # placement: both ranks in executors this worker launched for the job, none under the driver
@@ -144,8 +208,11 @@ def test_train_distributed_runs_its_ranks_on_executors_of_a_cluster(spark, token
     assert lineage["distributed"] == 2 and lineage["distributed_mode"] == "executors"
     ranks = lineage["ranks"]
     worker_log = (logs / "worker.out").read_text()
-    launched = {line.split("/")[-1].split()[0] for line in worker_log.splitlines()
-                if "Asked to launch executor" in line and "for lakelm-train" in line}
+    launched = {
+        line.split("/")[-1].split()[0]
+        for line in worker_log.splitlines()
+        if "Asked to launch executor" in line and "for lakelm-train" in line
+    }
     assert [r["rank"] for r in ranks] == [0, 1]
     assert all(r["executor_id"] in launched and not r["under_driver"] for r in ranks), (ranks, launched)
     assert len({r["pid"] for r in ranks}) == 2

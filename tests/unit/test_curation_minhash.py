@@ -200,13 +200,15 @@ def test_deterministic_across_processes():
 
 # --- compiled kernels (numba) against the numpy + xxhash reference path -----------------------------------------
 
+
 def _numba_is_declared() -> bool:
     """Whether setup.py's INSTALL_REQUIRES lists numba (then a missing kernel is a broken install, not a skip)."""
     tree = ast.parse((REPO / "setup.py").read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "INSTALL_REQUIRES" for t in node.targets):
-            return any(req.split(">")[0].split("=")[0].split("<")[0].strip() == "numba"
-                       for req in ast.literal_eval(node.value))
+            return any(
+                req.split(">")[0].split("=")[0].split("<")[0].strip() == "numba" for req in ast.literal_eval(node.value)
+            )
     return False
 
 
@@ -263,8 +265,16 @@ def test_kernels_match_the_reference_path_on_real_text():
     root = Path(__file__).resolve().parents[1] / "data"
     texts = [line for p in sorted(root.glob("*.jsonl")) for line in p.read_text(encoding="utf-8").splitlines()]
     texts = [json.loads(t).get("text") for t in texts][:300]
-    texts += [None, "", "   ", "one", "one two three four", "one two three four five", "Ünïcödé wörds hère " * 30,
-              "x " * 5000]
+    texts += [
+        None,
+        "",
+        "   ",
+        "one",
+        "one two three four",
+        "one two three four five",
+        "Ünïcödé wörds hère " * 30,
+        "x " * 5000,
+    ]
     for n_grams, precision in ((1, 64), (3, 64), (5, 64), (5, 32), (2, 32)):
         cfg = MinHashConfig(n_grams=n_grams, precision=precision)
         fast, ref = minhash_batch(texts, cfg), minhash_batch(texts, cfg, use_kernels=False)
@@ -286,13 +296,30 @@ def test_compiled_simplify_equals_simplify_text_for_every_code_point():
 
     cps = [cp for cp in range(minhash._TABLE_SIZE + 0x400) if not 0xD800 <= cp < 0xE000]
     texts = [f"{chr(cp)} Ab{chr(cp)}cD 1{chr(cp)}2 x 3.{chr(cp)} {chr(cp)}{chr(cp)} {chr(cp)}" for cp in cps]
-    texts += ["ΣΑΣ σας.", "Café  No. 42, opened 3.5 years ago!", "a\u0301 b", "x \u0301 y \u0301", "\u0301 \u0301x",
-              "१२३ ١٢٣ ٤٫٥ 4٫5 6،7 8⎖9", "ＡＢＣ１２３", "İstanbul", "x²", "\u00a0lead and trail\u3000", "한국어 텍스트",
-              "தமிழ் ಕನ್ನಡ", "🙂 emoji", None, ""]
+    texts += [
+        "ΣΑΣ σας.",
+        "Café  No. 42, opened 3.5 years ago!",
+        "a\u0301 b",
+        "x \u0301 y \u0301",
+        "\u0301 \u0301x",
+        "१२३ ١٢٣ ٤٫٥ 4٫5 6،7 8⎖9",
+        "ＡＢＣ１２３",
+        "İstanbul",
+        "x²",
+        "\u00a0lead and trail\u3000",
+        "한국어 텍스트",
+        "தமிழ் ಕನ್ನಡ",
+        "🙂 emoji",
+        None,
+        "",
+    ]
     buf, starts, ends = minhash._simplified_buffer(texts, kernels)
     cls = minhash._simplify_table()[0]
     assert (cls == kernels.KEEP).sum() > 100_000 and (cls == kernels.REPLACE).sum() > 1_000  # the fast path is used
     assert (cls == kernels.MARK).sum() > 1_000 and (cls == kernels.FALLBACK).sum() - 2048 < 1_500  # 2048 surrogates
-    wrong = [t for i, t in enumerate(texts)
-             if bytes(buf[starts[i]:ends[i]]) != (minhash.simplify_text(t) if isinstance(t, str) else "").encode()]
+    wrong = [
+        t
+        for i, t in enumerate(texts)
+        if bytes(buf[starts[i] : ends[i]]) != (minhash.simplify_text(t) if isinstance(t, str) else "").encode()
+    ]
     assert wrong == []

@@ -111,10 +111,12 @@ def test_python_m_exports_without_starting_spark(artifact, tmp_path):
         "assert 'pyspark' not in sys.modules, 'export imported pyspark'; sys.exit(rc)"
     )
     args = ["--model", str(artifact), "--format", "hf", "--output", str(out)]
-    run = subprocess.run([sys.executable, "-c", code, *args], check=False, cwd=REPO, capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", code, *args], check=False, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == str(out) and (out / "model.safetensors").is_file()
-    again = subprocess.run([sys.executable, "-m", "jobs.export", *args], check=False, cwd=REPO, capture_output=True,
-                           text=True, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "jobs.export", *args], check=False, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert again.returncode == 2 and "not an empty folder" in again.stderr

@@ -142,8 +142,10 @@ def test_a_consistent_rewrite_passes_the_manifest_but_not_the_expected_hash(save
     meta["lineage"]["run_id"] = "someone-else"
     (path / "metadata.json").write_text(json.dumps(meta))
     manifest = json.loads((path / "manifest.json").read_text())
-    manifest["files"]["metadata.json"] = {"sha256": hashlib.sha256((path / "metadata.json").read_bytes()).hexdigest(),
-                                          "bytes": (path / "metadata.json").stat().st_size}
+    manifest["files"]["metadata.json"] = {
+        "sha256": hashlib.sha256((path / "metadata.json").read_bytes()).hexdigest(),
+        "bytes": (path / "metadata.json").stat().st_size,
+    }
     (path / "manifest.json").write_text(json.dumps(manifest))
     new = verify_artifact(path)  # the folder is intact again: the manifest check cannot tell
     assert new != digest

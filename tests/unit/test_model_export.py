@@ -78,7 +78,10 @@ def test_transformers_loads_the_folder_with_no_missing_or_unexpected_keys_and_ou
     with caplog.at_level("WARNING"):
         model, info = transformers.GPT2LMHeadModel.from_pretrained(folder, output_loading_info=True)
     assert {k: list(v) for k, v in info.items()} == {
-        "missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []
+        "missing_keys": [],
+        "unexpected_keys": [],
+        "mismatched_keys": [],
+        "error_msgs": [],
     }
     assert not [r.getMessage() for r in caplog.records if r.name.startswith("transformers")]
     assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()  # tied, as ours
@@ -96,8 +99,9 @@ def test_transformers_generates_our_greedy_continuation(exported):
     model = transformers.GPT2LMHeadModel.from_pretrained(folder).eval()
     prompt = _batch(art, kind)[:1, :8]
     ours = art.model.generate(prompt, max_new_tokens=12, temperature=0)
-    theirs = model.generate(prompt, max_new_tokens=12, min_new_tokens=12, do_sample=False,
-                            attention_mask=torch.ones_like(prompt))
+    theirs = model.generate(
+        prompt, max_new_tokens=12, min_new_tokens=12, do_sample=False, attention_mask=torch.ones_like(prompt)
+    )
     assert theirs.tolist() == ours.tolist()
 
 

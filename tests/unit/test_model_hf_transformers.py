@@ -39,8 +39,15 @@ def neox(tmp_path_factory):
     """(folder, transformers reference) of a random GPT-NeoX with a byte-level BPE tokenizer."""
     path = tmp_path_factory.mktemp("tf") / "neox"
     cfg = transformers.GPTNeoXConfig(
-        vocab_size=512, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=128, bos_token_id=0, eos_token_id=0, pad_token_id=1,
+        vocab_size=512,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=1,
         initializer_range=0.2,  # logits far from uniform, so greedy decoding does not just repeat
     )
     torch.manual_seed(0)
@@ -71,8 +78,14 @@ def bert(tmp_path_factory):
     path = tmp_path_factory.mktemp("tf") / "bert"
     tok = _wordpiece()
     cfg = transformers.BertConfig(
-        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64, pad_token_id=0, initializer_range=0.2,
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        initializer_range=0.2,
     )
     torch.manual_seed(1)
     transformers.BertModel(cfg).eval().save_pretrained(path, safe_serialization=True)
@@ -114,8 +127,9 @@ def test_non_native_causal_lm_decodes_greedily_as_transformers(neox):
     for i, text in enumerate(SHORT[:2]):
         prompt = torch.tensor([[tok.prefix_id] + tok.encode(text[:30])])
         with torch.no_grad():
-            want = ref.generate(prompt, max_new_tokens=8, do_sample=False, eos_token_id=tok.eos_id,
-                                pad_token_id=tok.eos_id)[0, prompt.size(1):].tolist()
+            want = ref.generate(
+                prompt, max_new_tokens=8, do_sample=False, eos_token_id=tok.eos_id, pad_token_id=tok.eos_id
+            )[0, prompt.size(1) :].tolist()
         stop = want.index(tok.eos_id) if tok.eos_id in want else len(want)
         assert gen["generated"].iloc[i] == tok.decode(want[:stop]) and gen["n_new_tokens"].iloc[i] == stop
 
@@ -209,7 +223,9 @@ def test_refusals(neox, bert, monkeypatch):
 def test_pooling_and_normalize_flags_reach_embed():
     def cfg(*flags):
         return score_job.build_config(
-            score_job.build_parser("t").parse_args(["--lake", "/tmp/lake", "--model", "/tmp/m", "--task", "embed", *flags])
+            score_job.build_parser("t").parse_args(
+                ["--lake", "/tmp/lake", "--model", "/tmp/m", "--task", "embed", *flags]
+            )
         )
 
     assert cfg().task_options()["pooling"] == "mean" and cfg().task_options()["normalize"] is False

@@ -16,9 +16,9 @@ from model.checkpoint import list_checkpoints, load_checkpoint
 from model.config import GPTConfig, TrainConfig
 from model.data import ParquetWindowSource, WindowLoader
 from model.gpt import GPT
+from model.precision import resolve_precision
 from model.run_log import read_metrics
 from model.tokenizer import char_level_tokenizer
-from model.precision import resolve_precision
 from model.train import lr_at, train
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -148,8 +148,14 @@ def test_samples_log_names_every_training_window_once_per_epoch(corpus, tmp_path
     splits = [s for p in paths for s in pq.read_table(p, columns=["split"])["split"].to_pylist()]
     train_ids = [i for i, s in enumerate(splits) if s == "train"]
     steps = -(-len(train_ids) // 8) + 2  # a little more than one epoch of batch 8
-    train(model_cfg, _cfg(max_steps=steps, lr_decay_steps=steps), ParquetWindowSource(paths, "train"), None,
-          tmp_path / "run", progress=False)
+    train(
+        model_cfg,
+        _cfg(max_steps=steps, lr_decay_steps=steps),
+        ParquetWindowSource(paths, "train"),
+        None,
+        tmp_path / "run",
+        progress=False,
+    )
     log = _samples(tmp_path / "run")
     assert sorted(log) == list(range(1, steps + 1)) and all(len(v) == 8 for v in log.values())
     flat = [tuple(s) for step in sorted(log) for s in log[step]]
@@ -178,9 +184,7 @@ def test_refuses_to_overwrite_without_resume(corpus, tmp_path):
     with pytest.raises(ValueError, match="already holds checkpoints"):
         train(model_cfg, _cfg(max_steps=2), tr, None, tmp_path, resume=False, progress=False)
     with pytest.raises(ValueError, match="trained with model config"):
-        train(
-            GPTConfig(**{**model_cfg.to_dict(), "n_embd": 64}), _cfg(max_steps=4), tr, None, tmp_path, progress=False
-        )
+        train(GPTConfig(**{**model_cfg.to_dict(), "n_embd": 64}), _cfg(max_steps=4), tr, None, tmp_path, progress=False)
 
 
 def test_bad_token_ids_raise(corpus, tmp_path):
@@ -233,7 +237,6 @@ def test_fp32_is_the_plain_float32_loop(corpus, tmp_path):
     assert all(torch.equal(trained[k], v) for k, v in model.state_dict().items())
 
 
-
 class _CountingWrapper(torch.nn.Module):
     """Stands in for ``torch.compile``'s result: runs the model unchanged and counts its calls."""
 
@@ -265,8 +268,10 @@ def test_compile_on_cpu_trains_through_the_compiled_model(corpus, tmp_path, monk
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")),
-                    reason="torch.compile on CPU (inductor) needs a C++ compiler on PATH")
+@pytest.mark.skipif(
+    not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")),
+    reason="torch.compile on CPU (inductor) needs a C++ compiler on PATH",
+)
 def test_compile_on_cpu_matches_eager_and_resumes_exactly(corpus, tmp_path):
     """Really compiled (inductor, C++): the same losses as eager up to rounding, and exact resume."""
     _tok, paths, model_cfg = corpus

@@ -40,8 +40,9 @@ def test_bad_precision_from_a_config_file_is_refused(tmp_path):
         _cfg("--precision", "fp16")
 
 
-@pytest.mark.parametrize("flags, expected", [((), 0.01), (("--max-error-rate", "0"), 0.0),
-                                             (("--max-error-rate", "1"), 1.0)])
+@pytest.mark.parametrize(
+    "flags, expected", [((), 0.01), (("--max-error-rate", "0"), 0.0), (("--max-error-rate", "1"), 1.0)]
+)
 def test_max_error_rate_default_and_bounds_accepted(flags, expected):
     assert _cfg(*flags).max_error_rate == expected
 
@@ -72,8 +73,10 @@ def test_max_error_rate_out_of_range_is_a_usage_error(value, tmp_path):
 )
 def test_check_error_rate(counts, rate, fails):
     if fails:
-        with pytest.raises(score.ModelErrorRateExceeded, match=f"{counts['model_errors']} of "
-                                                                f"{counts['scored'] - counts['input_errors']} rows"):
+        with pytest.raises(
+            score.ModelErrorRateExceeded,
+            match=f"{counts['model_errors']} of {counts['scored'] - counts['input_errors']} rows",
+        ):
             score.check_error_rate(counts, rate)
     else:
         score.check_error_rate(counts, rate)

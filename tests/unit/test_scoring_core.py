@@ -1,5 +1,6 @@
-"""udfs/tasks.py, udfs/batching.py and udfs/model_cache.py (the pure core of batch inference): planning, scores/embeddings/generations equal to plain PyTorch one text at
-a time, per-row errors, and the per-process model cache. No JVM."""
+"""udfs/tasks.py, udfs/batching.py and udfs/model_cache.py (the pure core of batch inference): planning,
+scores/embeddings/generations equal to plain PyTorch one text at a time, per-row errors, and the
+per-process model cache. No JVM."""
 
 from __future__ import annotations
 
@@ -137,7 +138,9 @@ def test_bf16_precision_is_close_to_fp32_and_the_default_budget_follows_the_devi
     assert batching.token_budget_for(None, torch.device("cpu")) == batching.CPU_TOKEN_BUDGET
     assert batching.token_budget_for(None, torch.device("cuda")) == batching.GPU_TOKEN_BUDGET
     assert batching.token_budget_for(7, torch.device("cpu")) == 7
-    pinned = tasks.score_texts(tiny.model, tiny.tokenizer, texts, token_budget=batching.CPU_TOKEN_BUDGET, precision="fp32")
+    pinned = tasks.score_texts(
+        tiny.model, tiny.tokenizer, texts, token_budget=batching.CPU_TOKEN_BUDGET, precision="fp32"
+    )
     pd.testing.assert_frame_equal(fp32, pinned)
     bf16 = tasks.score_texts(tiny.model, tiny.tokenizer, texts, precision="bf16")
     assert bf16.error.isna().all() and (bf16.n_tokens == fp32.n_tokens).all()
@@ -152,7 +155,13 @@ def test_bf16_precision_is_close_to_fp32_and_the_default_budget_follows_the_devi
 
 @pytest.mark.parametrize(
     "text, expected",
-    [(None, "null_text"), (float("nan"), "null_text"), ("", "empty_text"), ("caf\u00e9", "encode_failed: "), ("ok", None)],
+    [
+        (None, "null_text"),
+        (float("nan"), "null_text"),
+        ("", "empty_text"),
+        ("caf\u00e9", "encode_failed: "),
+        ("ok", None),
+    ],
 )
 def test_errors_are_per_row(tiny, text, expected):
     texts = pd.Series(["First", text, "Citizen"], dtype=object)
@@ -191,8 +200,14 @@ def test_a_failing_micro_batch_is_retried_row_by_row(tiny, monkeypatch):
 
 @pytest.mark.parametrize(
     "error, retryable",
-    [(None, False), ("null_text", False), ("empty_text", False), ("encode_failed: unknown character", False),
-     ("model_failed: OutOfMemoryError: CUDA out of memory", True), ("model_failed", False)],
+    [
+        (None, False),
+        ("null_text", False),
+        ("empty_text", False),
+        ("encode_failed: unknown character", False),
+        ("model_failed: OutOfMemoryError: CUDA out of memory", True),
+        ("model_failed", False),
+    ],
 )
 def test_only_model_failures_are_retryable(error, retryable):
     assert tasks.is_retryable_error(error) is retryable
@@ -207,8 +222,10 @@ def test_injected_model_fault_fails_only_the_marked_rows_and_is_removed_after(ti
         clean = fn(tiny.model, tiny.tokenizer, texts, **opts)
         with failing_model(tiny.model, tiny.tokenizer, "jV"):
             faulty = fn(tiny.model, tiny.tokenizer, texts, **opts)
-        assert faulty.error[1] == "model_failed: RuntimeError: injected model fault: the input holds " \
-                                  "LAKELM_FAULT_MODEL_TEXT='jV'"
+        assert (
+            faulty.error[1] == "model_failed: RuntimeError: injected model fault: the input holds "
+            "LAKELM_FAULT_MODEL_TEXT='jV'"
+        )
         assert [tasks.is_retryable_error(e) for e in faulty.error] == [False, True, False, False]
         assert faulty.error[2] == clean.error[2] == "empty_text"
         pd.testing.assert_frame_equal(faulty.drop(index=1), clean.drop(index=1))  # the neighbours are unharmed
@@ -241,12 +258,23 @@ def test_generate_texts_equals_model_generate_one_prompt_at_a_time(tiny):
     tok = tiny.tokenizer
     prompts = pd.Series(["First", "Cit", "We are", "First", "You", "a" * 40, "Speak, speak."])
     for temperature, top_k, top_p in [(0.0, None, None), (1.0, None, None), (0.8, 5, 0.9)]:
-        out = tasks.generate_texts(tiny.model, tok, prompts, max_new_tokens=12, temperature=temperature,
-                               top_k=top_k, top_p=top_p, seed=7, token_budget=200, max_rows=3)
+        out = tasks.generate_texts(
+            tiny.model,
+            tok,
+            prompts,
+            max_new_tokens=12,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=7,
+            token_budget=200,
+            max_rows=3,
+        )
         for prompt, row in zip(prompts, out.itertuples()):
             ids = torch.tensor([([tok.eos_id] + tok.encode(prompt))[-BLOCK:]])
-            want = tiny.model.generate(ids, 12, temperature=temperature, top_k=top_k, top_p=top_p, seed=7,
-                                       eos_id=tok.eos_id)[0, ids.size(1):].tolist()
+            want = tiny.model.generate(
+                ids, 12, temperature=temperature, top_k=top_k, top_p=top_p, seed=7, eos_id=tok.eos_id
+            )[0, ids.size(1) :].tolist()
             stop = want.index(tok.eos_id) if tok.eos_id in want else len(want)
             assert row.generated == tok.decode(want[:stop]), (temperature, prompt)
             assert row.n_new_tokens == stop
@@ -310,8 +338,16 @@ def test_make_predict_fn_outside_spark_uses_the_cache(tmp_path):
     pd.testing.assert_frame_equal(predict(texts), again(texts))
 
 
-@pytest.mark.parametrize("addresses, cuda, expected", [(["0"], True, "cuda:0"), (["3", "4"], True, "cuda:3"),
-                                                        (["0"], False, "cpu"), ([], True, "cpu"), (None, False, "cpu")])
+@pytest.mark.parametrize(
+    "addresses, cuda, expected",
+    [
+        (["0"], True, "cuda:0"),
+        (["3", "4"], True, "cuda:3"),
+        (["0"], False, "cpu"),
+        ([], True, "cpu"),
+        (None, False, "cpu"),
+    ],
+)
 def test_choose_device(addresses, cuda, expected):
     assert model_cache.choose_device(addresses, cuda) == expected
 

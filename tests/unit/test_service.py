@@ -14,8 +14,9 @@ import pytest
 from udfs import service as V
 from udfs import tasks
 
-LIMITS = V.ServiceLimits(max_body_bytes=1000, max_texts=3, max_text_chars=20, max_new_tokens=16,
-                         default_max_new_tokens=4)
+LIMITS = V.ServiceLimits(
+    max_body_bytes=1000, max_texts=3, max_text_chars=20, max_new_tokens=16, default_max_new_tokens=4
+)
 
 
 def _body(**doc) -> bytes:
@@ -24,8 +25,13 @@ def _body(**doc) -> bytes:
 
 @pytest.mark.parametrize(
     "method, path, status",
-    [("GET", "/nope", 404), ("POST", "/", 404), ("GET", "/predict", 405), ("POST", "/health", 405),
-     ("PUT", "/predict", 405)],
+    [
+        ("GET", "/nope", 404),
+        ("POST", "/", 404),
+        ("GET", "/predict", 405),
+        ("POST", "/health", 405),
+        ("PUT", "/predict", 405),
+    ],
 )
 def test_check_route_refuses(method, path, status):
     with pytest.raises(V.ServiceError) as err:
@@ -77,7 +83,11 @@ def test_check_content_type_accepts_parameters():
         (_body(texts=["a"], task=1), 400, '"task" must be a string'),
         (_body(texts=["a"], task="translate"), 422, "unknown task 'translate'"),
         (_body(texts=["a"], options=[1]), 400, '"options" must be a JSON object'),
-        (_body(texts=["a"], task="score", options={"temperature": 1.0}), 422, r"unknown score options \['temperature'\]"),
+        (
+            _body(texts=["a"], task="score", options={"temperature": 1.0}),
+            422,
+            r"unknown score options \['temperature'\]",
+        ),
         (_body(texts=["a"], task="generate", max_new_tokens="8"), 400, "must be an integer"),
         (_body(texts=["a"], task="generate", max_new_tokens=True), 400, "must be an integer"),
         (_body(texts=["a"], task="generate", max_new_tokens=17), 422, "<= 16"),
@@ -110,9 +120,14 @@ def test_service_limits_validate():
 
 
 def test_frame_to_records_makes_plain_json():
-    frame = pd.DataFrame({"a": [1.5, np.nan], "n": pd.array([3, None], dtype="Int32"),
-                          "e": pd.Series([np.array([1, 2], dtype=np.float32), None], dtype=object),
-                          "b": pd.array([True, None], dtype="boolean")})
+    frame = pd.DataFrame(
+        {
+            "a": [1.5, np.nan],
+            "n": pd.array([3, None], dtype="Int32"),
+            "e": pd.Series([np.array([1, 2], dtype=np.float32), None], dtype=object),
+            "b": pd.array([True, None], dtype="boolean"),
+        }
+    )
     recs = V.frame_to_records(frame)
     assert recs == [{"a": 1.5, "n": 3, "e": [1.0, 2.0], "b": True}, {"a": None, "n": None, "e": None, "b": None}]
     json.dumps(recs, allow_nan=False)
@@ -168,8 +183,15 @@ def test_handle_model_refuses_option_value(art):
 
 @pytest.mark.parametrize(
     "body, depth",
-    [(b"1", 0), (b'"[[[["', 0), (b'{"texts": ["a"]}', 2), (b'{"texts": ["[\\"]]]"]}', 2),
-     (b"[" * 100_000, 100_000), (b'{"a": {"b": [[{}]]}}', 5), (b"", 0)],
+    [
+        (b"1", 0),
+        (b'"[[[["', 0),
+        (b'{"texts": ["a"]}', 2),
+        (b'{"texts": ["[\\"]]]"]}', 2),
+        (b"[" * 100_000, 100_000),
+        (b'{"a": {"b": [[{}]]}}', 5),
+        (b"", 0),
+    ],
 )
 def test_json_depth_ignores_brackets_in_strings(body, depth):
     assert V.json_depth(body) == depth
@@ -194,9 +216,15 @@ def test_parse_predict_accepts_brackets_inside_texts():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"workers": 0}, "workers"), ({"queue": -1}, "queue"), ({"max_connections": 0}, "max_connections"),
-     ({"header_timeout_s": 0}, "header_timeout_s"), ({"idle_timeout_s": float("inf")}, "idle_timeout_s"),
-     ({"body_timeout_s": "5"}, "body_timeout_s"), ({"retry_after_s": 1.5}, "retry_after_s")],
+    [
+        ({"workers": 0}, "workers"),
+        ({"queue": -1}, "queue"),
+        ({"max_connections": 0}, "max_connections"),
+        ({"header_timeout_s": 0}, "header_timeout_s"),
+        ({"idle_timeout_s": float("inf")}, "idle_timeout_s"),
+        ({"body_timeout_s": "5"}, "body_timeout_s"),
+        ({"retry_after_s": 1.5}, "retry_after_s"),
+    ],
 )
 def test_server_limits_validate(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -211,10 +239,12 @@ def test_server_limits_accept_an_empty_queue():
 
 
 def test_parse_request_head():
-    head = V.parse_request_head(b"\r\nPOST /predict?x=1 HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nx-a:  2 \r\n"
-                                b"Content-Length: 12\r\n\r\n")
-    assert head == V.RequestHead("POST", "/predict?x=1", "HTTP/1.1",
-                                 {"host": "a", "x-a": "1, 2", "content-length": "12"})
+    head = V.parse_request_head(
+        b"\r\nPOST /predict?x=1 HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nx-a:  2 \r\nContent-Length: 12\r\n\r\n"
+    )
+    assert head == V.RequestHead(
+        "POST", "/predict?x=1", "HTTP/1.1", {"host": "a", "x-a": "1, 2", "content-length": "12"}
+    )
 
 
 @pytest.mark.parametrize(
@@ -240,9 +270,16 @@ def test_parse_request_head_refuses(head, status, match):
 
 @pytest.mark.parametrize(
     "headers, n",
-    [({}, 0), ({"content-length": "0"}, 0), ({"content-length": "17"}, 17), ({"content-length": "-1"}, None),
-     ({"content-length": "1, 1"}, None), ({"content-length": "x"}, None), ({"content-length": "\u0661"}, None),
-     ({"transfer-encoding": "chunked", "content-length": "5"}, None)],
+    [
+        ({}, 0),
+        ({"content-length": "0"}, 0),
+        ({"content-length": "17"}, 17),
+        ({"content-length": "-1"}, None),
+        ({"content-length": "1, 1"}, None),
+        ({"content-length": "x"}, None),
+        ({"content-length": "\u0661"}, None),
+        ({"transfer-encoding": "chunked", "content-length": "5"}, None),
+    ],
 )
 def test_framed_body_length(headers, n):
     assert V.framed_body_length(headers) == n
@@ -250,8 +287,13 @@ def test_framed_body_length(headers, n):
 
 @pytest.mark.parametrize(
     "version, connection, keep",
-    [("HTTP/1.1", None, True), ("HTTP/1.1", "close", False), ("HTTP/1.1", "Keep-Alive, Close", False),
-     ("HTTP/1.0", None, False), ("HTTP/1.0", "keep-alive", True)],
+    [
+        ("HTTP/1.1", None, True),
+        ("HTTP/1.1", "close", False),
+        ("HTTP/1.1", "Keep-Alive, Close", False),
+        ("HTTP/1.0", None, False),
+        ("HTTP/1.0", "keep-alive", True),
+    ],
 )
 def test_keep_alive(version, connection, keep):
     headers = {} if connection is None else {"connection": connection}

@@ -17,17 +17,20 @@ def test_the_repository_default_master_retries_tasks():
     assert master == FALLBACK_MASTER == "local[*,4]"  # local[N,F]: F attempts per task
 
 
-@pytest.mark.parametrize("options, named", [
-    ([], False),
-    (["--driver-memory", "1g", "--verbose"], False),
-    (["--master", "local[2]"], True),
-    (["--master=spark://h:7077"], True),
-    (["--conf", "spark.master=local[1]"], True),
-    (["-c", "spark.master = local[1]"], True),
-    (["--conf=spark.master=local[1]"], True),
-    (["--conf", "spark.masterish=x"], False),
-    (["--supervise", "--conf", "spark.ui.enabled=false"], False),
-])
+@pytest.mark.parametrize(
+    "options, named",
+    [
+        ([], False),
+        (["--driver-memory", "1g", "--verbose"], False),
+        (["--master", "local[2]"], True),
+        (["--master=spark://h:7077"], True),
+        (["--conf", "spark.master=local[1]"], True),
+        (["-c", "spark.master = local[1]"], True),
+        (["--conf=spark.master=local[1]"], True),
+        (["--conf", "spark.masterish=x"], False),
+        (["--supervise", "--conf", "spark.ui.enabled=false"], False),
+    ],
+)
 def test_submit_args_name_master(options, named):
     assert submit_args_name_master([*SUBMIT, *options, "jobs/score.py", "--lake", "L"]) is named
 

@@ -5,37 +5,68 @@ import pytest
 from jobs.stats import funnel_rows, plot_funnel, stage_of
 
 
-@pytest.mark.parametrize("job,reason,stage", [
-    ("curate", "empty_text", "normalize"),
-    ("curate", "lang_low_score", "langid"),
-    ("curate", "gopher_rep_top_2_gram", "gopher_repetition"),
-    ("curate", "gopher_short_doc", "gopher_quality"),
-    ("curate", "c4_too_few_sentences", "c4"),
-    ("curate", "fineweb_line_punct_ratio", "fineweb"),
-    ("curate", "something_new", "other"),
-    ("dedup", "dedup_exact", "dedup_exact"),
-    ("dedup", "dedup_fuzzy", "dedup_fuzzy"),
-    ("ingest", "invalid_json", "ingest"),
-])
+@pytest.mark.parametrize(
+    "job,reason,stage",
+    [
+        ("curate", "empty_text", "normalize"),
+        ("curate", "lang_low_score", "langid"),
+        ("curate", "gopher_rep_top_2_gram", "gopher_repetition"),
+        ("curate", "gopher_short_doc", "gopher_quality"),
+        ("curate", "c4_too_few_sentences", "c4"),
+        ("curate", "fineweb_line_punct_ratio", "fineweb"),
+        ("curate", "something_new", "other"),
+        ("dedup", "dedup_exact", "dedup_exact"),
+        ("dedup", "dedup_fuzzy", "dedup_fuzzy"),
+        ("ingest", "invalid_json", "ingest"),
+    ],
+)
 def test_stage_of(job, reason, stage):
     assert stage_of(job, reason) == stage
 
 
 def test_funnel_chains_stages_and_accounts_for_every_document():
     counts = {
-        "ingest": {"read": 120, "written": 100, "unchanged": 0, "quarantined": 20, "quarantined_invalid_json": 15,
-                   "quarantined_empty_text": 5},
-        "curate": {"total": 100, "kept": 60, "dropped": 40, "dropped_empty_text": 2, "dropped_gopher_short_doc": 20,
-                   "dropped_gopher_rep_top_2_gram": 8, "dropped_c4_too_few_sentences": 6,
-                   "dropped_fineweb_line_punct_ratio": 3, "dropped_mystery": 1},
-        "dedup": {"total": 60, "kept": 50, "written": 50, "dropped": 10, "dropped_dedup_exact": 4,
-                  "dropped_dedup_fuzzy": 6},
+        "ingest": {
+            "read": 120,
+            "written": 100,
+            "unchanged": 0,
+            "quarantined": 20,
+            "quarantined_invalid_json": 15,
+            "quarantined_empty_text": 5,
+        },
+        "curate": {
+            "total": 100,
+            "kept": 60,
+            "dropped": 40,
+            "dropped_empty_text": 2,
+            "dropped_gopher_short_doc": 20,
+            "dropped_gopher_rep_top_2_gram": 8,
+            "dropped_c4_too_few_sentences": 6,
+            "dropped_fineweb_line_punct_ratio": 3,
+            "dropped_mystery": 1,
+        },
+        "dedup": {
+            "total": 60,
+            "kept": 50,
+            "written": 50,
+            "dropped": 10,
+            "dropped_dedup_exact": 4,
+            "dropped_dedup_fuzzy": 6,
+        },
     }
     rows = funnel_rows(counts, {"curate": "r1"})
     assert [(r["job"], r["stage"]) for r in rows] == [
-        ("ingest", "ingest"), ("curate", "normalize"), ("curate", "langid"), ("curate", "gopher_repetition"),
-        ("curate", "gopher_quality"), ("curate", "c4"), ("curate", "fineweb"), ("curate", "other"),
-        ("dedup", "dedup_exact"), ("dedup", "dedup_fuzzy")]
+        ("ingest", "ingest"),
+        ("curate", "normalize"),
+        ("curate", "langid"),
+        ("curate", "gopher_repetition"),
+        ("curate", "gopher_quality"),
+        ("curate", "c4"),
+        ("curate", "fineweb"),
+        ("curate", "other"),
+        ("dedup", "dedup_exact"),
+        ("dedup", "dedup_fuzzy"),
+    ]
     assert [r["step"] for r in rows] == list(range(len(rows)))
     for r in rows:
         assert r["in"] == r["kept"] + r["dropped"]

@@ -12,9 +12,13 @@ TOK = char_level_tokenizer("abcdefghij ")
 
 def _batch(rows):
     texts = [t for _, t in rows]
-    return pa.RecordBatch.from_pydict({
-        "split": [s for s, _ in rows], "text": texts,
-        "n_bytes": [None if t is None else len(t.encode("utf-8")) for t in texts]})
+    return pa.RecordBatch.from_pydict(
+        {
+            "split": [s for s, _ in rows],
+            "text": texts,
+            "n_bytes": [None if t is None else len(t.encode("utf-8")) for t in texts],
+        }
+    )
 
 
 def test_window_packer_keeps_order_and_returns_the_tail():
@@ -28,8 +32,15 @@ def test_window_packer_keeps_order_and_returns_the_tail():
 
 
 def test_pack_counts_every_token_and_splits_streams():
-    rows = [("train", "abc"), ("val", "hij"), ("train", None), ("train", "defg"), ("val", ""),
-            ("train", "ab ab ab"), ("train", "\u00e9\u00e9")]  # a character the tokenizer refuses
+    rows = [
+        ("train", "abc"),
+        ("val", "hij"),
+        ("train", None),
+        ("train", "defg"),
+        ("val", ""),
+        ("train", "ab ab ab"),
+        ("train", "\u00e9\u00e9"),
+    ]  # a character the tokenizer refuses
     batches = [_batch(rows[:3]), _batch(rows[3:])]
     stats = {}
     out = list(tokenize_and_pack(iter(batches), TOK, window=5, partition_id=3, stats=stats))
@@ -68,8 +79,9 @@ def test_pack_of_clean_batches_matches_the_concatenated_stream():
     splits = ["train", "train", "val", "train", "train", "val", "train"]
     rows = list(zip(splits, texts))
     stats = {}
-    out = pa.Table.from_batches(list(tokenize_and_pack(iter([_batch(rows[:4]), _batch(rows[4:])]), TOK,
-                                                       window=6, partition_id=0, stats=stats))).to_pydict()
+    out = pa.Table.from_batches(
+        list(tokenize_and_pack(iter([_batch(rows[:4]), _batch(rows[4:])]), TOK, window=6, partition_id=0, stats=stats))
+    ).to_pydict()
     for split in ("train", "val"):
         stream = [t for s, x in rows if s == split for t in TOK.encode(x, add_eos=True)]
         got = [w for w, s in zip(out["tokens"], out["split"]) if s == split]
@@ -96,6 +108,7 @@ def test_packing_path_does_not_import_pandas():
         "out = list(tokenize_and_pack(iter(batches), char_level_tokenizer('abc'), 3, 0, {}))\n"
         "print(sum(o.num_rows for o in out), out[0].column('split').to_pylist(), 'pandas' in sys.modules)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], input=sink.getvalue().to_pybytes(), capture_output=True,
-                         check=True)
+    res = subprocess.run(
+        [sys.executable, "-c", code], input=sink.getvalue().to_pybytes(), capture_output=True, check=True
+    )
     assert res.stdout.decode().split() == ["3", "['train',", "'train']", "False"]

@@ -37,9 +37,16 @@ def _rotl(x, r):
 
 @numba.njit(inline="always")
 def _read64(buf, i):
-    return (_U(buf[i]) | (_U(buf[i + 1]) << _S8) | (_U(buf[i + 2]) << _S16) | (_U(buf[i + 3]) << _S24)
-            | (_U(buf[i + 4]) << _S32) | (_U(buf[i + 5]) << _S40) | (_U(buf[i + 6]) << _S48)
-            | (_U(buf[i + 7]) << _S56))
+    return (
+        _U(buf[i])
+        | (_U(buf[i + 1]) << _S8)
+        | (_U(buf[i + 2]) << _S16)
+        | (_U(buf[i + 3]) << _S24)
+        | (_U(buf[i + 4]) << _S32)
+        | (_U(buf[i + 5]) << _S40)
+        | (_U(buf[i + 6]) << _S48)
+        | (_U(buf[i + 7]) << _S56)
+    )
 
 
 @numba.njit(inline="always")
@@ -160,8 +167,12 @@ def simplify_utf8(buf, offsets, cls, rep_start, rep_end, rep_pool, out, out_star
                 cp = ((np.int64(b) & 0x0F) << 12) | ((np.int64(buf[i + 1]) & 0x3F) << 6) | (np.int64(buf[i + 2]) & 0x3F)
                 n = 3
             else:
-                cp = (((np.int64(b) & 0x07) << 18) | ((np.int64(buf[i + 1]) & 0x3F) << 12)
-                      | ((np.int64(buf[i + 2]) & 0x3F) << 6) | (np.int64(buf[i + 3]) & 0x3F))
+                cp = (
+                    ((np.int64(b) & 0x07) << 18)
+                    | ((np.int64(buf[i + 1]) & 0x3F) << 12)
+                    | ((np.int64(buf[i + 2]) & 0x3F) << 6)
+                    | (np.int64(buf[i + 3]) & 0x3F)
+                )
                 n = 4
             k = cls[cp] if cp < table else FALLBACK
             if k == SEPARATOR:

@@ -233,8 +233,11 @@ def _kernels():
     try:
         from udfs.curation import _minhash_kernels
     except ImportError as exc:  # numba missing or broken: the numpy + xxhash reference path computes the same values
-        log.warning("MinHash: numba kernels unavailable (%s); using the numpy fallback, about 3x slower. "
-                    "numba is a declared dependency (setup.py): reinstall it with a numpy it supports.", exc)
+        log.warning(
+            "MinHash: numba kernels unavailable (%s); using the numpy fallback, about 3x slower. "
+            "numba is a declared dependency (setup.py): reinstall it with a numpy it supports.",
+            exc,
+        )
         return None
     return _minhash_kernels
 
@@ -438,8 +441,12 @@ def _simplify_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         if not word:
             cls[cp] = K.MARK if marks_re.fullmatch(c) else K.FALLBACK
             continue
-        if unicodedata.combining(c) or any(unicodedata.combining(ch) for ch in word) or sep_re.search(word) or \
-                _NUMBER_RE.search(word):
+        if (
+            unicodedata.combining(c)
+            or any(unicodedata.combining(ch) for ch in word)
+            or sep_re.search(word)
+            or _NUMBER_RE.search(word)
+        ):
             continue  # combining characters that survive NFD's reordering
         if word == c:
             cls[cp] = K.KEEP
