@@ -425,4 +425,176 @@ def generate_texts(
     )
 
 
+TOKEN_LOGPROBS = "token_logprobs"  # loglikelihood_pairs: log-prob of each continuation token, nats
+IS_GREEDY = "is_greedy"  # loglikelihood_pairs: every continuation token is the model's argmax
+LOGLIKELIHOOD_SCHEMA = (
+    f"{C.SUM_LOGPROB} double, {TOKEN_LOGPROBS} array<double>, {C.N_TOKENS} int, {IS_GREEDY} boolean, "
+    f"{C.TRUNCATED} boolean, {C.ERROR} string"
+)
+
+
+def encode_pair(tok: TextTokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """Token ids of ``context`` and of ``continuation`` after it, split as lm-eval-harness splits them.
+
+    An empty context becomes ``[tok.prefix_id]`` (BOS, else EOS) and the continuation is encoded alone
+    (lm-eval's ``loglikelihood``). Otherwise trailing whitespace of the context moves to the front of the
+    continuation, ``context + continuation`` is encoded whole and split where the context's own tokens end
+    (lm-eval's ``_encode_pair``), so the continuation's tokens are those the model would read in the joined
+    text; no prefix token is added. A tokenizer that merges across the boundary can make the split differ
+    from ``encode(continuation)``: this is deliberate, it is what the harness scores.
+
+    Args:
+        tok: the model's tokenizer (``encode(text)`` without special tokens, ``prefix_id``).
+        context: text before the continuation; "" = start of document.
+        continuation: text whose likelihood is measured.
+
+    Returns:
+        ``(context_ids, continuation_ids)``.
+
+    Raises:
+        ValueError: the tokenizer cannot encode the text, or ``context`` is "" and the tokenizer has
+            neither BOS nor EOS.
+
+    Example:
+        >>> encode_pair(tok, "The cat ", "sat")  # doctest: +SKIP
+        ([464, 3797], [3332])                   # " sat": the space travels with the continuation
+    """
+    if context == "":
+        if tok.prefix_id is None:
+            raise ValueError("an empty context needs a BOS or EOS token to start from; this tokenizer has neither")
+        return [int(tok.prefix_id)], list(tok.encode(continuation))
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces > 0:
+        context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+    whole = list(tok.encode(context + continuation))
+    ctx = list(tok.encode(context))
+    return ctx, whole[len(ctx) :]
+
+
+def loglikelihood_pairs(
+    model: GPT,
+    tok: TextTokenizer,
+    contexts: pd.Series,
+    continuations: pd.Series,
+    *,
+    token_budget: int | None = DEFAULT_TOKEN_BUDGET,
+    max_rows: int | None = DEFAULT_MAX_ROWS,
+    precision: str = "fp32",
+) -> pd.DataFrame:
+    """Log-likelihood of each continuation given its context, as lm-eval-harness's ``loglikelihood``.
+
+    Per row: `encode_pair` splits the tokens; the sequence ``context + continuation`` keeps its last
+    ``block_size + 1`` tokens (left truncation, ``truncated`` = True when anything was cut) and the model
+    reads all but the last; the continuation's tokens are scored, each given everything before it, and
+    ``is_greedy`` says whether each was the model's argmax (LAMBADA accuracy). Rows are length-bucketed
+    into micro-batches (`plan_micro_batches`); a failing micro-batch is retried row by row.
+
+    Args:
+        model: a GPT in eval mode (or any model with its ``hidden_states``/``lm_head``), on any device.
+        tok: its tokenizer.
+        contexts: one context per row; "" = scored from the document start (``prefix_id``).
+        continuations: one continuation per row, aligned with ``contexts``.
+        token_budget: most ``rows x padded_tokens`` per forward pass; None = by device.
+        max_rows: most rows per forward pass; None = only the budget limits it.
+        precision: ``"fp32"``, ``"bf16"`` or ``"auto"``, as in `score_texts`.
+
+    Returns:
+        DataFrame with ``contexts``' index and columns ``sum_logprob`` (nats, float64 sum),
+        ``token_logprobs`` (float64 array, one per continuation token), ``n_tokens`` (continuation tokens),
+        ``is_greedy``, ``truncated`` and ``error`` (null = fine; ``null_text``, ``encode_failed: ...``,
+        ``empty_continuation``, ``no_context``, ``continuation_too_long: ...``, ``model_failed: ...``);
+        outputs are null where ``error`` is set.
+
+    Example:
+        >>> loglikelihood_pairs(model, tok, pd.Series(["The cat"]), pd.Series([" sat"]))  # doctest: +SKIP
+           sum_logprob  token_logprobs  n_tokens  is_greedy  truncated error
+        0     -3.21     [-3.21]                1       True      False  None
+    """
+    import torch
+
+    from model.precision import autocast_for
+    from model.scoring import HEAD_CHUNK_TOKENS, model_device, pad_right
+
+    if len(contexts) != len(continuations):
+        raise ValueError(f"contexts ({len(contexts)} rows) and continuations ({len(continuations)}) must align")
+    block = model.config.block_size
+    n = len(contexts)
+    errors: list[str | None] = [None] * n
+    items: list[np.ndarray] = []  # model inputs: (context + continuation)[-(block + 1):][:-1]
+    owner: list[tuple[int, np.ndarray]] = []  # (row, continuation ids) per item
+    trunc = [None] * n
+    for row, (ctx, cont) in enumerate(zip(contexts, continuations)):
+        if not isinstance(ctx, str) or not isinstance(cont, str):
+            errors[row] = "null_text"
+            continue
+        try:
+            c_ids, k_ids = encode_pair(tok, ctx, cont)
+        except ValueError as exc:
+            errors[row] = f"encode_failed: {exc}"[:300]
+            continue
+        if not k_ids:
+            errors[row] = "empty_continuation"
+        elif not c_ids:
+            errors[row] = "no_context"  # an all-whitespace context: nothing precedes the first token
+        elif len(k_ids) > block:
+            errors[row] = f"continuation_too_long: {len(k_ids)} tokens > block_size {block}"
+        if errors[row] is not None:
+            continue
+        seq = np.asarray(c_ids + k_ids, dtype=np.int64)
+        trunc[row] = len(seq) > block + 1
+        items.append(seq[-(block + 1) :][:-1])
+        owner.append((row, np.asarray(k_ids, dtype=np.int64)))
+    sums = [None] * n
+    per_token: list[np.ndarray | None] = [None] * n
+    greedy = [None] * n
+    device = model_device(model)
+    autocast = autocast_for(precision, device)
+    token_budget = token_budget_for(token_budget, device)
+
+    @torch.no_grad()
+    def forward(batch: np.ndarray) -> None:
+        idx, mask = pad_right([items[j] for j in batch], tok.pad_id, device)  # (B, T)
+        scored = torch.zeros_like(mask)  # (B, T): positions that predict a continuation token
+        targets = []
+        for r, j in enumerate(batch):
+            L, k_ids = len(items[j]), owner[j][1]
+            scored[r, L - len(k_ids) : L] = True
+            targets.append(k_ids)
+        tgt = torch.from_numpy(np.concatenate(targets)).to(device)  # (N,), row-major like scored
+        with autocast():
+            h = model.hidden_states(idx)[scored]  # (N, C)
+            lp_parts, hit_parts = [], []
+            for s in range(0, tgt.numel(), HEAD_CHUNK_TOKENS):
+                logits = model.lm_head(h[s : s + HEAD_CHUNK_TOKENS]).float()  # (n, V)
+                t = tgt[s : s + HEAD_CHUNK_TOKENS]
+                lp_parts.append(logits.gather(-1, t.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1))
+                hit_parts.append(logits.argmax(dim=-1) == t)
+        lp = torch.cat(lp_parts).double().cpu().numpy()  # (N,)
+        hit = torch.cat(hit_parts).cpu().numpy()  # (N,)
+        start = 0
+        for j in batch:
+            row, k_ids = owner[j]
+            part = lp[start : start + len(k_ids)]
+            per_token[row], sums[row] = part, float(part.sum())
+            greedy[row] = bool(hit[start : start + len(k_ids)].all())
+            start += len(k_ids)
+
+    def on_error(j: int, exc: Exception) -> None:
+        errors[owner[j][0]] = _model_error(exc)
+
+    run_micro_batches(items, token_budget, max_rows, forward, on_error)
+    ok = [e is None for e in errors]
+    return pd.DataFrame(
+        {
+            C.SUM_LOGPROB: np.array([s if k else np.nan for s, k in zip(sums, ok)], dtype=np.float64),
+            TOKEN_LOGPROBS: pd.Series([p if k else None for p, k in zip(per_token, ok)], dtype=object).values,
+            C.N_TOKENS: pd.array([len(p) if k else None for p, k in zip(per_token, ok)], dtype="Int32"),
+            IS_GREEDY: pd.array([g if k else None for g, k in zip(greedy, ok)], dtype="boolean"),
+            C.TRUNCATED: pd.array([t if k else None for t, k in zip(trunc, ok)], dtype="boolean"),
+            C.ERROR: pd.Series(errors, dtype=object).values,
+        },
+        index=contexts.index,
+    )
+
+
 CORES: dict[str, Callable[..., pd.DataFrame]] = {"score": score_texts, "embed": embed_texts, "generate": generate_texts}
