@@ -1,4 +1,5 @@
-"""Batch inference as Spark UDFs: ``make_score_udf``, ``make_embed_udf``, ``make_generate_udf``.
+"""Batch inference as Spark UDFs: ``make_score_udf``, ``make_embed_udf``, ``make_generate_udf``, and
+``make_loglikelihood_udf`` (two columns: context, continuation) for evaluation tasks.
 
 Each is an iterator pandas UDF of one string column returning a struct (``udfs.tasks.SCHEMAS``): per
 partition it takes the model from the worker's cache (``udfs.model_cache``, loaded on first use, on the
@@ -18,9 +19,9 @@ from collections.abc import Callable, Iterator
 
 import pandas as pd
 
-from udfs.batching import DEFAULT_SUB_BATCH_ROWS
+from udfs.batching import DEFAULT_MAX_ROWS, DEFAULT_SUB_BATCH_ROWS
 from udfs.model_cache import load_model_cached, task_device_and_threads
-from udfs.tasks import CORES, SCHEMAS, TASKS
+from udfs.tasks import CORES, LOGLIKELIHOOD_SCHEMA, SCHEMAS, TASKS, loglikelihood_pairs
 
 
 def make_predict_fn(
@@ -251,3 +252,69 @@ def make_generate_udf(
         load_log_dir=load_log_dir,
         **options,
     )
+
+
+def make_loglikelihood_udf(
+    artifact_path: str,
+    *,
+    sub_batch_rows: int = DEFAULT_SUB_BATCH_ROWS,
+    expected_hash: str | None = None,
+    load_log_dir: str | None = None,
+    token_budget: int | None = None,
+    max_rows: int | None = DEFAULT_MAX_ROWS,
+    precision: str = "fp32",
+):
+    """Iterator pandas UDF: (context, continuation) -> struct of the continuation's log-likelihood.
+
+    Per partition the model is taken from the worker's cache (``load_model_cached``, as in
+    `make_score_udf`); each Arrow batch is cut into sub-batches of at most ``sub_batch_rows`` rows and
+    scored by `loglikelihood_pairs` (lm-eval's split of the tokens, left truncation to block_size,
+    length-bucketed micro-batches). Rows map 1:1 and keep their order; bad rows get ``error``.
+
+    Args:
+        artifact_path: a lakelm artifact or Hugging Face folder readable by every executor.
+        sub_batch_rows: rows processed together (> 0).
+        expected_hash: refuse to run if the model's hash differs (pass the hash the driver saw).
+        load_log_dir: folder for per-load marker files (tests); None = ``$LAKELM_LOAD_LOG_DIR``.
+        token_budget: most ``rows x padded_tokens`` per forward pass; None = by device.
+        max_rows: most rows per forward pass; None = only the budget limits it.
+        precision: ``"fp32"``, ``"bf16"`` or ``"auto"``.
+
+    Returns:
+        A UDF of two string columns returning ``struct<sum_logprob double, token_logprobs array<double>,
+        n_tokens int, is_greedy boolean, truncated boolean, error string>``.
+
+    Raises:
+        ValueError: for a non-positive ``sub_batch_rows``.
+
+    Example:
+        >>> df = spark.createDataFrame([("The cat", " sat")], "context string, continuation string")  # doctest: +SKIP
+        >>> df.select(make_loglikelihood_udf("models/m1")("context", "continuation").alias("r")).select("r.*")
+        +-----------+--------------+--------+---------+---------+-----+
+        |sum_logprob|token_logprobs|n_tokens|is_greedy|truncated|error|
+        +-----------+--------------+--------+---------+---------+-----+
+        |      -3.21|       [-3.21]|       1|     true|    false| NULL|
+        +-----------+--------------+--------+---------+---------+-----+
+    """
+    from pyspark.sql.functions import pandas_udf
+
+    if sub_batch_rows <= 0:
+        raise ValueError(f"sub_batch_rows must be > 0, got {sub_batch_rows}")
+    opts = {"token_budget": token_budget, "max_rows": max_rows, "precision": precision}
+
+    @pandas_udf(LOGLIKELIHOOD_SCHEMA)
+    def loglikelihood(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
+        import torch
+
+        device, threads = task_device_and_threads()
+        if threads is not None:
+            torch.set_num_threads(threads)
+            os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
+        art = load_model_cached(artifact_path, device, expected_hash, load_log_dir)
+        for contexts, continuations in batches:
+            for start in range(0, len(contexts), sub_batch_rows):
+                ctx = contexts.iloc[start : start + sub_batch_rows].reset_index(drop=True)
+                cont = continuations.iloc[start : start + sub_batch_rows].reset_index(drop=True)
+                yield loglikelihood_pairs(art.model, art.tokenizer, ctx, cont, **opts).reset_index(drop=True)
+
+    return loglikelihood

@@ -1,0 +1,153 @@
+"""jobs/evaluate.py on a local session: the bundled task slices (tests/data/eval_tasks) scored zero-shot by
+the tiny model, malformed lines quarantined, items in = scored + quarantined, per-task accuracies equal to
+those recomputed from the items table."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jobs import evaluate
+from jobs.runs import read_runs
+from tests.conftest import DATA
+from udfs import eval_tasks as E
+from udfs import tasks
+
+pytestmark = pytest.mark.spark
+
+SLICES = DATA / "eval_tasks"
+TASKS = ["piqa", "arc_easy", "copa", "winograd_wsc", "lambada_openai_small"]
+BAD_PIQA = '{"query": "Question: x?\\n", "choices": ["a", "b"], "gold": 2}'
+BAD_COPA = '{"query": "broken'
+
+
+BLOCK = 256  # the slices' longest continuation is 249 characters; longer contexts are cut from the left
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    """(path, loaded Artifact): a tiny random GPT (block 256) whose char vocabulary covers the slices."""
+    import torch
+
+    from model.artifact import load_artifact, save_artifact
+    from model.config import GPTConfig
+    from model.gpt import GPT
+    from model.tokenizer import char_level_tokenizer
+
+    torch.set_num_threads(1)
+    text = "".join(p.read_text(encoding="utf-8") for p in sorted(SLICES.glob("*.jsonl")))
+    tok = char_level_tokenizer("".join(v for line in text.splitlines() for v in _strings(json.loads(line))))
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=32, block_size=BLOCK)
+    path = tmp_path_factory.mktemp("models") / "tiny"
+    save_artifact(path, GPT(cfg), tok, lineage={"model_name": "tiny-eval", "data": "lake/tokens", "data_version": 3})
+    return str(path), load_artifact(path)
+
+
+def _strings(doc) -> list[str]:
+    vals = [doc.get("query", ""), doc.get("context", ""), doc.get("continuation", "")]
+    return vals + doc.get("choices", []) + doc.get("context_options", [])
+
+
+def _task_dir(tmp_path):
+    """A copy of the slices with one malformed line added to piqa (gold out of range) and one to copa (bad JSON)."""
+    out = tmp_path / "eval_tasks"
+    shutil.copytree(SLICES, out)
+    for name, bad in (("piqa", BAD_PIQA), ("copa", BAD_COPA)):
+        with open(out / f"{name}.jsonl", "a", encoding="utf-8") as f:
+            f.write(bad + "\n")
+    return out
+
+
+def _args(tmp_path, model, task_dir, *extra):
+    return [
+        "--model",
+        model,
+        "--tasks",
+        ",".join(TASKS),
+        "--task-dir",
+        str(task_dir),
+        "--output",
+        str(tmp_path / "evals"),
+        "--lake",
+        str(tmp_path),
+        "--token-budget",
+        "256",
+        *extra,
+    ]
+
+
+def test_evaluate_job_accounts_for_every_item_and_its_metrics_match_the_items(spark, tmp_path, artifact, capsys):
+    path, art = artifact
+    task_dir = _task_dir(tmp_path)
+    assert evaluate.main(_args(tmp_path, path, task_dir)) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    lines = {t: (task_dir / f"{t}.jsonl").read_text(encoding="utf-8").splitlines() for t in TASKS}
+    n_in = sum(len(v) for v in lines.values())
+    run = read_runs(spark, str(tmp_path / "runs"), job="evaluate").first()
+    assert run.status == "succeeded"
+    assert run.counts["read"] == n_in == run.counts["scored"] + run.counts["quarantined"]
+    assert run.counts["quarantined"] == 2
+    assert run.counts["quarantined_task_gold_out_of_range"] == 1 and run.counts["quarantined_task_bad_json"] == 1
+
+    quarantine = spark.read.format("delta").load(str(tmp_path / "quarantine")).toPandas()
+    assert sorted(zip(quarantine.source, quarantine.reason, quarantine.raw)) == [
+        ("copa", "task_bad_json", BAD_COPA),
+        ("piqa", "task_gold_out_of_range", BAD_PIQA),
+    ]
+    assert set(quarantine.job) == {"evaluate"} and set(quarantine.run_id) == {run.run_id}
+
+    items = spark.read.format("delta").load(str(tmp_path / "evals" / "items")).toPandas()
+    assert len(items) == run.counts["scored"]
+    assert items.groupby("task").size().to_dict() == {t: len(v) - (t in ("piqa", "copa")) for t, v in lines.items()}
+    assert items.error.isna().all()  # every character is in the vocabulary, every continuation fits: nothing fails
+    assert set(items.run_id) == {run.run_id} and items.model_hash.nunique() == 1
+
+    # the item's per-choice log-likelihoods are the core's, on the driver
+    first = items[(items.task == "piqa") & (items.item_id == 0)].iloc[0]
+    req, _ = E.build_requests("piqa", pd.Series(lines["piqa"][:1]))
+    want = tasks.loglikelihood_pairs(art.model, art.tokenizer, req.context, req.continuation)
+    np.testing.assert_allclose(list(first.loglik), want.sum_logprob, atol=1e-4)
+    assert [len(t) for t in first.token_logprobs] == want.n_tokens.tolist()
+    assert first.prediction == int(np.argmax(first.loglik)) and first.correct == (first.prediction == first.gold)
+
+    per_task = spark.read.format("delta").load(str(tmp_path / "evals" / "tasks")).toPandas().set_index("task")
+    assert sorted(per_task.index) == sorted(TASKS)
+    for task, g in items.groupby("task"):
+        row = per_task.loc[task]
+        assert 0.0 <= row.acc <= 1.0 and 0.0 <= row.acc_norm <= 1.0
+        assert row.acc == pytest.approx(g.correct.astype(float).mean())
+        assert row.acc_norm == pytest.approx(g.correct_norm.astype(float).mean())
+        rnd = 0.0 if task == "lambada_openai_small" else float((1.0 / g.n_choices).mean())
+        assert row.acc_centered == pytest.approx((row.acc - rnd) / (1 - rnd))
+        assert (row.n_items, row.n_errors) == (len(g), 0)
+        assert row.model_hash == first.model_hash and row.model_name == "tiny-eval"
+        assert (row.token_table, row.token_table_version) == ("lake/tokens", 3) and pd.isna(row.gold_version)
+    assert per_task.loc["piqa"].n_quarantined == 1 and per_task.loc["arc_easy"].n_quarantined == 0
+    assert per_task.loc["lambada_openai_small"].random_baseline == 0.0
+    assert summary["core_centered_mean"] == pytest.approx(per_task.acc_centered.mean())
+    assert summary["read"] == n_in and summary["tasks"]["piqa"]["n_items"] == 12
+
+
+def test_evaluate_limit_and_usage_errors(spark, tmp_path, artifact):
+    path, _ = artifact
+    args = _args(tmp_path, path, SLICES, "--limit", "3")
+    args[args.index("--tasks") + 1] = "copa,lambada_openai_small"
+    assert evaluate.main(args) == 0
+    items = spark.read.format("delta").load(str(tmp_path / "evals" / "items")).toPandas()
+    assert items.groupby("task").item_id.apply(sorted).to_dict() == {
+        "copa": [0, 1, 2],
+        "lambada_openai_small": [0, 1, 2],
+    }
+
+    missing = _args(tmp_path, path, SLICES)
+    missing[missing.index("--tasks") + 1] = "piqa,no_such_task"
+    assert evaluate.main(missing) == 2
+    assert evaluate.main(_args(tmp_path, path, SLICES, "--limit", "0")) == 2
+    assert evaluate.main(_args(tmp_path, str(tmp_path / "no_model"), SLICES)) == 2
+    assert read_runs(spark, str(tmp_path / "runs"), job="evaluate").count() == 1  # usage errors record no run
