@@ -212,7 +212,8 @@ def run(spark, cfg: EvaluateConfig, model: tuple[str, str], record) -> None:
         errors=n_errors,
         **{f"quarantined_{k}": int(v) for k, v in sorted(reasons.items())},
     )
-    assert record.counts["read"] == len(items) + len(bad), f"items in != scored + quarantined: {record.counts}"
+    if record.counts["read"] != len(items) + len(bad):  # an item lost between parsing and scoring: a bug, fail loudly
+        raise RuntimeError(f"items in != scored + quarantined: {record.counts}")
     for name in ("items", "tasks"):
         record.output_versions[os.path.join(cfg.output, name)] = table_version(spark, os.path.join(cfg.output, name))
     record.output_versions[cfg.quarantine] = table_version(spark, cfg.quarantine)
