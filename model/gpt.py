@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model.config import GPTConfig
+from model.decoding import generate as decode
 
 log = logging.getLogger(__name__)
 
@@ -267,85 +268,14 @@ class GPT(nn.Module):
         Returns:
             (B, T + n) token ids, prompt included, with n <= max_new_tokens.
         """
-        if idx.dim() != 2 or idx.size(1) < 1:
-            raise ValueError(f"idx must be (B, T) with T >= 1, got shape {tuple(idx.shape)}")
-        B, bs = idx.size(0), self.config.block_size
-        gens: list[torch.Generator | None] = [None]  # one shared generator, or one per row
-        if seed is not None and temperature > 0:
-            gens = [torch.Generator(device=idx.device).manual_seed(seed) for _ in range(B if per_row_seed else 1)]
-        done = torch.zeros(B, dtype=torch.bool, device=idx.device)
-        cache, out = None, idx
-        for _ in range(max_new_tokens):
-            if use_cache and out.size(1) <= bs:
-                if cache is None:  # prefill with the whole prompt
-                    dtype = self.lm_head.weight.dtype
-                    if torch.is_autocast_enabled(idx.device.type):
-                        dtype = torch.get_autocast_dtype(idx.device.type)
-                    cache = KVCache(self.config, B, idx.device, dtype)
-                    h = self.hidden_states(out, cache)
-                else:
-                    h = self.hidden_states(out[:, -1:], cache)
-            else:
-                h = self.hidden_states(out[:, -bs:])
-            logits = self.lm_head(h[:, -1, :]).float()  # (B, V)
-            if len(gens) == 1:
-                nxt = sample_next_token(logits, temperature, top_k, top_p, gens[0])  # (B,)
-            else:
-                nxt = torch.cat(
-                    [sample_next_token(logits[i : i + 1], temperature, top_k, top_p, g) for i, g in enumerate(gens)]
-                )
-            if eos_id is not None:
-                nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
-                done |= nxt == eos_id
-            out = torch.cat([out, nxt.unsqueeze(1)], dim=1)  # (B, T + 1)
-            if eos_id is not None and bool(done.all()):
-                break
-        return out
+        return decode(self, idx, max_new_tokens, temperature, top_k, top_p, seed, eos_id, use_cache, per_row_seed)
 
-
-def sample_next_token(
-    logits: torch.Tensor,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Pick one token per row from next-token logits.
-
-    Args:
-        logits: (B, V) unnormalised scores.
-        temperature: > 0 scales logits before sampling; 0 = argmax (greedy).
-        top_k: keep the k highest logits; None or >= V keeps all.
-        top_p: keep the smallest top set whose probability mass reaches top_p, in (0, 1]; None keeps all.
-        generator: RNG for ``torch.multinomial``; None = the global one.
-
-    Returns:
-        (B,) int64 token ids.
-    """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = logits / temperature
-    if top_k is not None:
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
-        kth = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[:, -1:]  # (B, 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None:
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
-        probs = F.softmax(sorted_logits, dim=-1)
-        # drop a token when the mass strictly before it already reaches top_p (the top one always stays)
-        drop_sorted = (probs.cumsum(dim=-1) - probs) >= top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    probs = F.softmax(logits, dim=-1)  # (B, V)
-    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+    def new_kv_cache(self, batch_size: int, capacity: int, device: torch.device, dtype: torch.dtype) -> KVCache:
+        """A cache for ``model.decoding.generate``: always block_size positions (``capacity`` is not needed)."""
+        return KVCache(self.config, batch_size, device, dtype)
 
 
 # Scoring functions live in model/scoring.py; re-exported so ``from model.gpt import token_logprobs`` works.
 from model.scoring import mean_pooled_embeddings, summarize_logprobs, token_logprobs  # noqa: E402
 
-__all__ = ["GPT", "KVCache", "sample_next_token", "token_logprobs", "summarize_logprobs", "mean_pooled_embeddings"]
+__all__ = ["GPT", "KVCache", "token_logprobs", "summarize_logprobs", "mean_pooled_embeddings"]

@@ -4,8 +4,6 @@
   which is 32k-128k tokens for Llama-family checkpoints).
 * ``causal_attention``: SDPA over a query block that continues ``past`` cached positions, with
   grouped-query attention (fewer key/value heads than query heads).
-* ``generate``: greedy / sampled decoding with the KV cache, the same loop and options as
-  ``model.gpt.GPT.generate`` (it reuses that module's ``sample_next_token``).
 * ``fill_parameters``: copy checkpoint tensors into a model built on the meta device, after
   checking every name, shape and on-disk dtype, so a bad folder is refused before memory is spent.
 """
@@ -14,13 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Protocol
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.gpt import sample_next_token
 from model.hf_folder import HFFolderError, WeightReader
 
 # config.json ``activation_function`` / ``hidden_act`` values we implement. HF's "gelu_new" and
@@ -122,90 +118,6 @@ def causal_attention(
             rows = torch.arange(T, device=q.device).unsqueeze(1) + past
             mask = torch.arange(past + T, device=q.device).unsqueeze(0) <= rows  # (T, past+T)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale)
-
-
-class Decoder(Protocol):
-    """What ``generate`` needs from a model (GPT-2 and Llama natives both provide it)."""
-
-    config: object
-
-    def hidden_states(self, idx: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor: ...
-
-    def lm_head(self, h: torch.Tensor) -> torch.Tensor: ...
-
-    def new_kv_cache(self, batch_size: int, capacity: int, device: torch.device, dtype: torch.dtype) -> KVCache: ...
-
-
-@torch.no_grad()
-def generate(
-    model: Decoder,
-    idx: torch.Tensor,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int | None = None,
-    eos_id: int | None = None,
-    use_cache: bool = True,
-    per_row_seed: bool = False,
-) -> torch.Tensor:
-    """Continue each row of ``idx`` by up to ``max_new_tokens`` tokens (options as ``GPT.generate``).
-
-    While prompt + new tokens fit in block_size, the KV cache makes each new token cost one position;
-    beyond it the context is cropped to the last block_size tokens and recomputed every step.
-
-    Args:
-        model: a native decoder in eval mode.
-        idx: prompt token ids (B, T), int64, T >= 1; rows share one length (no padding).
-        max_new_tokens: most tokens to add.
-        temperature: softmax temperature; 0 means greedy (argmax), ignoring top_k/top_p/seed.
-        top_k: keep only the k most likely tokens before sampling; None = all.
-        top_p: nucleus sampling threshold in (0, 1]; None = all.
-        seed: seeds a private generator so the same call samples the same tokens; None = global RNG.
-        eos_id: a row stops after emitting it, later positions are filled with it; generation ends
-            when every row has stopped. None = never stop early.
-        use_cache: False recomputes the whole context every step (slow; for checking the cache).
-        per_row_seed: one generator per row seeded with ``seed``, so a row samples the same tokens
-            whatever else is in the batch.
-
-    Returns:
-        (B, T + n) token ids, prompt included, with n <= max_new_tokens.
-    """
-    if idx.dim() != 2 or idx.size(1) < 1:
-        raise ValueError(f"idx must be (B, T) with T >= 1, got shape {tuple(idx.shape)}")
-    B, bs = idx.size(0), model.config.block_size
-    gens: list[torch.Generator | None] = [None]  # one shared generator, or one per row
-    if seed is not None and temperature > 0:
-        gens = [torch.Generator(device=idx.device).manual_seed(seed) for _ in range(B if per_row_seed else 1)]
-    done = torch.zeros(B, dtype=torch.bool, device=idx.device)
-    cache, out = None, idx
-    for _ in range(max_new_tokens):
-        if use_cache and out.size(1) <= bs:
-            if cache is None:  # prefill with the whole prompt
-                dtype = model.lm_head.weight.dtype
-                if torch.is_autocast_enabled(idx.device.type):
-                    dtype = torch.get_autocast_dtype(idx.device.type)
-                capacity = min(bs, idx.size(1) + max_new_tokens)
-                cache = model.new_kv_cache(B, capacity, idx.device, dtype)
-                h = model.hidden_states(out, cache)
-            else:
-                h = model.hidden_states(out[:, -1:], cache)
-        else:
-            h = model.hidden_states(out[:, -bs:])
-        logits = model.lm_head(h[:, -1, :]).float()  # (B, V)
-        if len(gens) == 1:
-            nxt = sample_next_token(logits, temperature, top_k, top_p, gens[0])  # (B,)
-        else:
-            nxt = torch.cat(
-                [sample_next_token(logits[i : i + 1], temperature, top_k, top_p, g) for i, g in enumerate(gens)]
-            )
-        if eos_id is not None:
-            nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
-            done |= nxt == eos_id
-        out = torch.cat([out, nxt.unsqueeze(1)], dim=1)  # (B, T + 1)
-        if eos_id is not None and bool(done.all()):
-            break
-    return out
 
 
 def check_sequence_length(total: int, block_size: int) -> None:

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from model.hf_common import KVCache, activation, causal_attention, check_sequence_length, fill_parameters, generate
+from model.decoding import generate
+from model.hf_common import KVCache, activation, causal_attention, check_sequence_length, fill_parameters
 from model.hf_folder import HFFolderError, WeightReader
 
 # checkpoint keys that carry no weights: old transformers saved the causal mask as buffers
@@ -218,7 +219,7 @@ class HFGPT2(nn.Module):
         use_cache: bool = True,
         per_row_seed: bool = False,
     ) -> torch.Tensor:
-        """Continue ``idx`` (B, T) by up to ``max_new_tokens``: arguments and result as ``hf_common.generate``."""
+        """Continue ``idx`` (B, T) by up to ``max_new_tokens``: arguments and result as ``model.decoding.generate``."""
         return generate(self, idx, max_new_tokens, temperature, top_k, top_p, seed, eos_id, use_cache, per_row_seed)
 
     @classmethod

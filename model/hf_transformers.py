@@ -7,7 +7,7 @@ Two adapters give them the inference interface the task cores (``udfs.tasks``) d
 
 - ``TransformersCausalLM`` wraps ``AutoModelForCausalLM``: ``hidden_states(idx, kv_cache=None)`` is the
   base model's last hidden state, the exact tensor the checkpoint's head reads (after the final norm);
-  ``lm_head`` is the model's output embeddings; ``generate`` is ``model.hf_common.generate`` with
+  ``lm_head`` is the model's output embeddings; ``generate`` is ``model.decoding.generate`` with
   transformers' own ``past_key_values`` as the cache. Score, embed (mean) and generate all work.
 - ``TransformersEncoder`` wraps ``AutoModel`` for bidirectional encoders (BERT, MiniLM, BGE, E5:
   ``bert``, ``roberta``, ``xlm-roberta`` ...), for embed only: ``embed(idx, mask, pooling)`` pools the
@@ -31,8 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from model.decoding import generate as _generate
 from model.hf_common import check_sequence_length
-from model.hf_common import generate as _generate
 from model.hf_folder import (
     HFFolder,
     HFFolderError,
@@ -215,7 +215,7 @@ def check_transformers_folder(folder: HFFolder) -> tuple[TransformersConfig, HFT
 
 
 class _PastKeyValues:
-    """The ``KVCache`` role for ``hf_common.generate``: transformers' own cache object, filled on first use."""
+    """The ``KVCache`` role for ``model.decoding.generate``: transformers' own cache object, filled on first use."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
