@@ -138,3 +138,46 @@ def sample_next_token(
         logits = logits.masked_fill(drop, float("-inf"))
     probs = F.softmax(logits, dim=-1)  # (B, V)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+
+
+class GenerateMixin:
+    """``generate`` as a method of a ``Decoder`` (our GPT, the native GPT-2 and Llama models, the
+    transformers adapter): one signature and one loop for all of them."""
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        eos_id: int | None = None,
+        use_cache: bool = True,
+        per_row_seed: bool = False,
+    ) -> torch.Tensor:
+        """Continue each row of ``idx`` by up to ``max_new_tokens`` tokens. Call ``model.eval()`` first.
+
+        While the sequence fits in block_size the KV cache makes each new token cost one position;
+        beyond it the context is cropped to the last block_size tokens and recomputed every step
+        (learned absolute positions shift, so cached keys cannot be reused).
+
+        Args:
+            idx: prompt token ids (B, T), int64, T >= 1; rows share one length (no padding).
+            max_new_tokens: most tokens to add.
+            temperature: softmax temperature; 0 means greedy (argmax), ignoring top_k/top_p/seed.
+            top_k: keep only the k most likely tokens before sampling; None = all.
+            top_p: nucleus sampling, keep the smallest set with probability >= top_p; None = all.
+            seed: seeds a private generator so the same call samples the same tokens; None = global RNG.
+            eos_id: a row stops after emitting it, later positions are filled with it; generation ends
+                when every row has stopped. None = never stop early.
+            use_cache: False recomputes the whole context every step (slow; for checking the cache).
+            per_row_seed: give every row its own generator seeded with ``seed``, so a row samples the
+                same tokens as it would alone, whatever else is in the batch (batch inference needs
+                this: retries and new rows never change old outputs).
+
+        Returns:
+            (B, T + n) token ids, prompt included, with n <= max_new_tokens.
+        """
+        return generate(self, idx, max_new_tokens, temperature, top_k, top_p, seed, eos_id, use_cache, per_row_seed)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from model.decoding import generate
+from model.decoding import GenerateMixin
 from model.hf_common import KVCache, activation, causal_attention, check_sequence_length, fill_parameters
 from model.hf_folder import HFFolderError, WeightReader
 
@@ -146,7 +146,7 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class HFGPT2(nn.Module):
+class HFGPT2(GenerateMixin, nn.Module):
     """GPT-2 language model with a checkpoint's weights.
 
     Args:
@@ -205,22 +205,6 @@ class HFGPT2(nn.Module):
         """An empty cache for ``batch_size`` rows and up to ``capacity`` positions."""
         c = self.config
         return KVCache(c.n_layer, batch_size, c.n_head, c.n_embd // c.n_head, capacity, device, dtype)
-
-    @torch.no_grad()
-    def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
-        eos_id: int | None = None,
-        use_cache: bool = True,
-        per_row_seed: bool = False,
-    ) -> torch.Tensor:
-        """Continue ``idx`` (B, T) by up to ``max_new_tokens``: arguments and result as ``model.decoding.generate``."""
-        return generate(self, idx, max_new_tokens, temperature, top_k, top_p, seed, eos_id, use_cache, per_row_seed)
 
     @classmethod
     def from_weights(

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from model.decoding import generate
+from model.decoding import GenerateMixin
 from model.hf_common import KVCache, activation, causal_attention, check_sequence_length, fill_parameters
 from model.hf_folder import HFFolderError, WeightReader
 
@@ -265,7 +265,7 @@ class DecoderLayer(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
-class HFLlama(nn.Module):
+class HFLlama(GenerateMixin, nn.Module):
     """Llama / Mistral / Qwen2 causal language model with a checkpoint's weights.
 
     Args:
@@ -327,22 +327,6 @@ class HFLlama(nn.Module):
         """An empty cache for ``batch_size`` rows and up to ``capacity`` positions (key/value heads only)."""
         c = self.config
         return KVCache(c.n_layer, batch_size, c.n_kv_head, c.head_dim, capacity, device, dtype)
-
-    @torch.no_grad()
-    def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
-        eos_id: int | None = None,
-        use_cache: bool = True,
-        per_row_seed: bool = False,
-    ) -> torch.Tensor:
-        """Continue ``idx`` (B, T) by up to ``max_new_tokens``: arguments and result as ``model.decoding.generate``."""
-        return generate(self, idx, max_new_tokens, temperature, top_k, top_p, seed, eos_id, use_cache, per_row_seed)
 
     @classmethod
     def from_weights(

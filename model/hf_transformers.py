@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from model.decoding import generate as _generate
+from model.decoding import GenerateMixin
 from model.hf_common import check_sequence_length
 from model.hf_folder import (
     HFFolder,
@@ -223,7 +223,7 @@ class _PastKeyValues:
         self.pos = 0
 
 
-class TransformersCausalLM(nn.Module):
+class TransformersCausalLM(GenerateMixin, nn.Module):
     """An ``AutoModelForCausalLM`` with ``GPT``'s inference interface.
 
     Args:
@@ -262,33 +262,6 @@ class TransformersCausalLM(nn.Module):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, V) of ``idx`` (B, T)."""
         return self.lm_head(self.hidden_states(idx))
-
-    @torch.no_grad()
-    def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
-        eos_id: int | None = None,
-        use_cache: bool = True,
-        per_row_seed: bool = False,
-    ) -> torch.Tensor:
-        """Continue ``idx`` (B, T) by up to ``max_new_tokens``; the options of ``model.gpt.GPT.generate``."""
-        return _generate(
-            self,
-            idx,
-            max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            seed=seed,
-            eos_id=eos_id,
-            use_cache=use_cache,
-            per_row_seed=per_row_seed,
-        )
 
 
 class TransformersEncoder(nn.Module):
