@@ -170,6 +170,9 @@ def write_raw(path: str | os.PathLike, payload: dict) -> Path:
         "machine": machine_info(),
         **payload,
     }
-    path.write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
+    text = json.dumps(doc, indent=1, default=str)
+    # the raw files are committed: paths of this checkout become relative to the repository
+    text = text.replace(str(REPO) + "/", "").replace(str(REPO.parent) + "/", "../")
+    path.write_text(text + "\n", encoding="utf-8")
     print(f"raw output: {path}", flush=True)
     return path
