@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from model.artifact import load_artifact
 from tests.conftest import DATA
-from tests.tiny_model import BLOCK, save_tiny_artifact
+from tests.tiny_model import BLOCK
 from udfs import eval_tasks as E
 from udfs import tasks
 
@@ -25,13 +24,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    path = tmp_path_factory.mktemp("artifact") / "tiny"
-    save_tiny_artifact(path)
-    return load_artifact(path)
 
 
 # ----------------------------------------------------------------------------------------- parsing

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from model import scoring as model_scoring
-from model.artifact import ArtifactIntegrityError, load_artifact
+from model.artifact import ArtifactIntegrityError
 from model.scoring import mean_pooled_embeddings, summarize_logprobs, token_logprobs
 from tests.tiny_model import BLOCK, mixed_texts, save_tiny_artifact
 from udfs import batching, inference, model_cache, tasks
@@ -25,13 +25,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    path = tmp_path_factory.mktemp("artifact") / "tiny"
-    save_tiny_artifact(path)
-    return load_artifact(path)
 
 
 # ----------------------------------------------------------------------------------------- planning
