@@ -210,6 +210,21 @@ def folder_hash(folder: HFFolder) -> str:
     return h.hexdigest()
 
 
+def checked_folder_hash(folder: HFFolder, expected_hash: str | None) -> str:
+    """``folder_hash(folder)``, refused unless it equals ``expected_hash`` (case and spaces ignored; None = any).
+
+    Raises:
+        HFFolderError: the folder is another model than the one expected.
+    """
+    digest = folder_hash(folder)
+    if expected_hash is not None and digest != expected_hash.strip().lower():
+        raise HFFolderError(
+            f"model folder {folder.root} has hash {digest}, but {expected_hash.strip()} was expected; "
+            "it is another model: check the path, or the hash recorded when it was scored"
+        )
+    return digest
+
+
 class WeightReader:
     """The folder's safetensors files, open and memory-mapped; a context manager.
 

@@ -16,7 +16,14 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from model.hf_folder import HFFolderError, HFTokenizer, WeightReader, folder_hash, load_hf_tokenizer, read_hf_folder
+from model.hf_folder import (
+    HFFolderError,
+    HFTokenizer,
+    WeightReader,
+    checked_folder_hash,
+    load_hf_tokenizer,
+    read_hf_folder,
+)
 from model.hf_gpt2 import HFGPT2, HFGPT2Config
 from model.hf_llama import MODEL_TYPES as LLAMA_TYPES
 from model.hf_llama import HFLlama, HFLlamaConfig
@@ -73,12 +80,7 @@ def load_hf_model(
         )
     if dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise HFFolderError(f"dtype {dtype} is not supported; use torch.float32, torch.bfloat16 or torch.float16")
-    digest = folder_hash(folder)
-    if expected_hash is not None and digest != expected_hash.strip().lower():
-        raise HFFolderError(
-            f"model folder {folder.root} has hash {digest}, but {expected_hash.strip()} was expected; "
-            "it is another model: check the path, or the hash recorded when it was scored"
-        )
+    digest = checked_folder_hash(folder, expected_hash)
     read_config, model_cls = _NATIVE[folder.model_type]
     cfg = read_config(folder.config)
     tokenizer = load_hf_tokenizer(folder, cfg.vocab_size)

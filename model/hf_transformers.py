@@ -38,7 +38,7 @@ from model.hf_folder import (
     HFFolderError,
     HFTokenizer,
     WeightReader,
-    folder_hash,
+    checked_folder_hash,
     load_hf_tokenizer,
     read_hf_folder,
 )
@@ -367,12 +367,7 @@ def load_transformers_model(
     folder = read_hf_folder(path)
     if dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise HFFolderError(f"dtype {dtype} is not supported; use torch.float32, torch.bfloat16 or torch.float16")
-    digest = folder_hash(folder)
-    if expected_hash is not None and digest != expected_hash.strip().lower():
-        raise HFFolderError(
-            f"model folder {folder.root} has hash {digest}, but {expected_hash.strip()} was expected; "
-            "it is another model: check the path, or the hash recorded when it was scored"
-        )
+    digest = checked_folder_hash(folder, expected_hash)
     cfg, tok = check_transformers_folder(folder)
     transformers = require_transformers()
     auto = transformers.AutoModelForCausalLM if cfg.kind == CAUSAL_LM else transformers.AutoModel

@@ -68,7 +68,7 @@ def _load_hf(path: str | os.PathLike, device, expected_hash: str | None) -> tupl
 
     On the ``"meta"`` device nothing is loaded (the model is None): the driver's full check of the folder.
     """
-    from model.hf_folder import HFFolderError, folder_hash, read_hf_folder
+    from model.hf_folder import HFFolderError, checked_folder_hash, read_hf_folder
     from model.hf_load import NATIVE_MODEL_TYPES, load_hf_model
     from model.hf_transformers import check_transformers_folder, load_transformers_model, require_transformers
 
@@ -85,12 +85,7 @@ def _load_hf(path: str | os.PathLike, device, expected_hash: str | None) -> tupl
     if torch.device(device).type != "meta":
         model, tok, digest = load_transformers_model(path, device=device, expected_hash=expected_hash)
         return model, tok, digest, model.kind
-    digest = folder_hash(folder)
-    if expected_hash is not None and digest != expected_hash.strip().lower():
-        raise HFFolderError(
-            f"model folder {folder.root} has hash {digest}, but {expected_hash.strip()} was expected; "
-            "it is another model: check the path, or the hash recorded when it was scored"
-        )
+    digest = checked_folder_hash(folder, expected_hash)
     cfg, tok = check_transformers_folder(folder)
     return None, tok, digest, cfg.kind
 
