@@ -522,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
         rss = [round(x) for x in row["peak_rss_mib_per_worker"] if x is not None]
         load = [round(x, 2) for x in row["load_s_per_worker"]]
         print(
-            f"  {name:12s} {row['median_s']:8.1f} s ({row['n_runs']} runs)  {row['texts_per_core_s']:7.2f} /core-s ({row['cores']} cores)  "
+            f"  {name:12s} {row['median_s']:8.1f} s ({row['n_runs']} runs)  "
+            f"{row['texts_per_core_s']:7.2f} /core-s ({row['cores']} cores)  "
             f"load {load} s  peak RSS {rss} MiB  max rel diff {row['max_rel_diff_vs_a']:.1e}"
         )
     for m, h in summary["headline"].items():
