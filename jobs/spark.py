@@ -132,7 +132,12 @@ def _submit_master_is_implicit(submitted_master: str | None) -> bool:
     return "org.apache.spark.deploy.SparkSubmit" in argv and not submit_args_name_master(argv)
 
 
-def get_spark(app_name: str, master: str | None = None, conf: dict[str, str] | None = None):
+def get_spark(
+    app_name: str,
+    master: str | None = None,
+    conf: dict[str, str] | None = None,
+    remote: str | None = None,
+):
     """Return the active SparkSession or build one configured from spark-defaults.conf.
 
     Args:
@@ -140,6 +145,8 @@ def get_spark(app_name: str, master: str | None = None, conf: dict[str, str] | N
         master: Spark master URL; None keeps what spark-submit or ``$LAKELM_MASTER`` gave, else
             the properties file's ``spark.master`` (``local[*,4]``: all cores, 4 attempts per task).
         conf: extra properties that override the file (tests use this for small settings).
+        remote: Spark Connect URL (``sc://host:port``) or ``local[N]`` for a local Connect server;
+            None uses ``$SPARK_REMOTE`` when set, else a classic session.
 
     Returns:
         A SparkSession with the Delta extension and catalog configured.
