@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from random import Random
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,8 @@ import pandas as pd
 MULTIPLE_CHOICE, SCHEMA, LANGUAGE_MODELING = "multiple_choice", "schema", "language_modeling"
 KINDS = (MULTIPLE_CHOICE, SCHEMA, LANGUAGE_MODELING)
 TARGET_DELIMITER = " "  # lm-eval-harness's default target_delimiter between context and choice
+FEWSHOT_DELIMITER = "\n\n"  # lm-eval-harness's default fewshot_delimiter after each example
+DEFAULT_FEWSHOT_SEED = 1234  # lm-eval-harness's default fewshot_random_seed
 
 REASONS = (
     "task_bad_json",  # the line is not JSON
@@ -73,6 +76,21 @@ class TaskItem:
     pairs: tuple[tuple[str, str], ...]
     gold: int | None
     norm_chars: tuple[int, ...]
+
+    def example(self) -> str:
+        """This item as a solved few-shot example, exactly as lm-eval-harness writes one.
+
+        lm-eval renders a shot as ``question + target_delimiter + answer + fewshot_delimiter``: multiple
+        choice ``query + " " + choices[gold]``; schema (``multiple_input``) the gold context option, then
+        ``" " + continuation``; language modelling ``context + " " + target``, where the target is the
+        continuation as scored (lambada's ``doc_to_target`` already starts with its space, so the shot has
+        two: lm-eval's own behaviour, kept for equal prompts).
+        """
+        if self.kind == LANGUAGE_MODELING:
+            ctx, cont = self.pairs[0]
+            return ctx + TARGET_DELIMITER + cont + FEWSHOT_DELIMITER
+        ctx, cont = self.pairs[self.gold]
+        return ctx + cont + FEWSHOT_DELIMITER
 
 
 def _is_int(v) -> bool:
@@ -115,12 +133,22 @@ def parse_task_line(line: str) -> tuple[TaskItem | None, str | None, str | None]
         >>> parse_task_line('{"query": "Q:", "choices": ["a"], "gold": 3}')[1:]
         ('task_gold_out_of_range', 'gold 3 is not in [0, 1)')
     """
+    return _parse(line)[1:]
+
+
+def _parse(line: str) -> tuple[dict | None, TaskItem | None, str | None, str | None]:
+    """`parse_task_line` that also returns the decoded JSON object (None when the line is not one)."""
     try:
         doc = json.loads(line)
     except ValueError as exc:
-        return None, "task_bad_json", f"not JSON: {exc}"[:300]
+        return None, None, "task_bad_json", f"not JSON: {exc}"[:300]
     if not isinstance(doc, dict):
-        return None, "task_not_object", f"a task line is a JSON object, got {type(doc).__name__}"
+        return None, None, "task_not_object", f"a task line is a JSON object, got {type(doc).__name__}"
+    return (doc, *_item(doc))
+
+
+def _item(doc: dict) -> tuple[TaskItem | None, str | None, str | None]:
+    """The `TaskItem` of one decoded task line, or ``(None, reason, detail)``."""
     if "choices" in doc or "query" in doc:
         query, choices = doc.get("query"), doc.get("choices")
         if not isinstance(query, str) or not _str_list(choices):
@@ -163,31 +191,83 @@ def parse_task_line(line: str) -> tuple[TaskItem | None, str | None, str | None]
     )
 
 
-def build_requests(task: str, lines: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
+def fewshot_examples(docs: list[dict], num_fewshot: int, seed: int = DEFAULT_FEWSHOT_SEED) -> list[list[int]]:
+    """Which items serve as each item's few-shot examples, drawn as lm-eval-harness draws them.
+
+    lm-eval's default sampler, with the few-shot split equal to the evaluation split: one
+    ``random.Random(seed)`` per task, consumed item by item in file order; per item it samples
+    ``num_fewshot + 1`` of all items, drops every copy of the item itself (equal JSON objects) and keeps
+    the first ``num_fewshot``; when copies left too few, it samples ``num_fewshot`` again from the items
+    unequal to this one. The draws depend on every earlier item's, so the whole file is drawn in one pass.
+
+    Args:
+        docs: the task's items (decoded JSON objects) in file order; the pool and the items to draw for.
+        num_fewshot: examples per item (0 = none).
+        seed: the task's seed (lm-eval's ``fewshot_random_seed``, 1234 by default).
+
+    Returns:
+        For each item, the indices into ``docs`` of its examples, in prompt order.
+
+    Raises:
+        ValueError: when the task has fewer than ``num_fewshot + 1`` items.
+
+    Example:
+        >>> fewshot_examples([{"q": i} for i in range(4)], 2, seed=0)
+        [[3, 1], [2, 3], [3, 1], [2, 0]]
+    """
+    if num_fewshot <= 0:
+        return [[] for _ in docs]
+    if len(docs) < num_fewshot + 1:
+        raise ValueError(f"{num_fewshot}-shot needs at least {num_fewshot + 1} items, the task has {len(docs)}")
+    rnd = Random(seed)
+    order = list(range(len(docs)))
+    out = []
+    for i, doc in enumerate(docs):
+        picked = [j for j in rnd.sample(order, num_fewshot + 1) if docs[j] != doc][:num_fewshot]
+        if len(picked) < num_fewshot:
+            picked = rnd.sample([j for j in order if docs[j] != doc], num_fewshot)
+        out.append(picked)
+    return out
+
+
+def build_requests(
+    task: str, lines: pd.Series, num_fewshot: int = 0, seed: int = DEFAULT_FEWSHOT_SEED
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Turn a task file's lines into scoring requests and quarantine rows.
 
     Args:
         task: the task's name (written on every row).
         lines: the file's lines, indexed by their 0-based line number (the ``item_id``); blank or
             whitespace-only lines are skipped (they are not items).
+        num_fewshot: solved examples before each item (`fewshot_examples`, drawn from the task's good items;
+            each rendered by `TaskItem.example`, joined, then the item's own context), 0 = zero-shot.
+        seed: the few-shot draw's seed.
 
     Returns:
         ``(requests, quarantine)``: requests with `REQUEST_COLUMNS`, one row per (item, choice) in item
         then choice order; quarantine with `QUARANTINE_COLUMNS`, one row per bad line, ``raw`` = the line.
         Every non-blank line is in exactly one of them (requests by ``item_id``).
+
+    Raises:
+        ValueError: ``num_fewshot`` is more than the task's good items minus one.
     """
-    reqs: list[tuple] = []
+    good: list[tuple[int, dict, TaskItem]] = []
     bad: list[tuple] = []
     for item_id, line in lines.items():
         if line is None or not str(line).strip():
             continue
-        item, reason, detail = parse_task_line(str(line))
+        doc, item, reason, detail = _parse(str(line))
         if item is None:
             bad.append((task, int(item_id), reason, detail, line))
-            continue
+        else:
+            good.append((int(item_id), doc, item))
+    shots = fewshot_examples([doc for _, doc, _ in good], num_fewshot, seed)
+    reqs: list[tuple] = []
+    for (item_id, _, item), picked in zip(good, shots):
+        prefix = "".join(good[j][2].example() for j in picked)
         n = len(item.pairs)
         for i, ((ctx, cont), chars) in enumerate(zip(item.pairs, item.norm_chars)):
-            reqs.append((task, int(item_id), item.kind, i, ctx, cont, item.gold, n, chars))
+            reqs.append((task, item_id, item.kind, i, prefix + ctx, cont, item.gold, n, chars))
     requests = pd.DataFrame(reqs, columns=REQUEST_COLUMNS)
     requests["gold"] = requests["gold"].astype("Int64")
     return requests, pd.DataFrame(bad, columns=QUARANTINE_COLUMNS)

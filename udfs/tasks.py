@@ -510,28 +510,62 @@ def loglikelihood_pairs(
            sum_logprob  token_logprobs  n_tokens  is_greedy  truncated error
         0     -3.21     [-3.21]                1       True      False  None
     """
+    if len(contexts) != len(continuations):
+        raise ValueError(f"contexts ({len(contexts)} rows) and continuations ({len(continuations)}) must align")
+    pairs: list[tuple[list[int], list[int]] | str] = []
+    for ctx, cont in zip(contexts, continuations):
+        if not isinstance(ctx, str) or not isinstance(cont, str):
+            pairs.append("null_text")
+            continue
+        try:
+            pairs.append(encode_pair(tok, ctx, cont))
+        except ValueError as exc:
+            pairs.append(f"encode_failed: {exc}"[:300])
+    out = loglikelihood_token_pairs(
+        model, tok.pad_id, pairs, token_budget=token_budget, max_rows=max_rows, precision=precision
+    )
+    out.index = contexts.index
+    return out
+
+
+def loglikelihood_token_pairs(
+    model: GPT,
+    pad_id: int,
+    pairs: list[tuple[list[int], list[int]] | str],
+    *,
+    token_budget: int | None = DEFAULT_TOKEN_BUDGET,
+    max_rows: int | None = DEFAULT_MAX_ROWS,
+    precision: str = "fp32",
+) -> pd.DataFrame:
+    """`loglikelihood_pairs` on token ids: the log-likelihood of each continuation's ids after its context's.
+
+    Args:
+        model: as in `loglikelihood_pairs`.
+        pad_id: the tokenizer's padding id (never scored).
+        pairs: per row ``(context_ids, continuation_ids)``, or an error string that row reports as is.
+        token_budget: as in `loglikelihood_pairs`.
+        max_rows: as in `loglikelihood_pairs`.
+        precision: as in `loglikelihood_pairs`.
+
+    Returns:
+        The `loglikelihood_pairs` columns, one row per pair (a RangeIndex).
+    """
     import torch
 
     from model.precision import autocast_for
     from model.scoring import HEAD_CHUNK_TOKENS, model_device, pad_right
 
-    if len(contexts) != len(continuations):
-        raise ValueError(f"contexts ({len(contexts)} rows) and continuations ({len(continuations)}) must align")
     block = model.config.block_size
-    n = len(contexts)
+    n = len(pairs)
     errors: list[str | None] = [None] * n
     items: list[np.ndarray] = []  # model inputs: (context + continuation)[-(block + 1):][:-1]
     owner: list[tuple[int, np.ndarray]] = []  # (row, continuation ids) per item
     trunc = [None] * n
-    for row, (ctx, cont) in enumerate(zip(contexts, continuations)):
-        if not isinstance(ctx, str) or not isinstance(cont, str):
-            errors[row] = "null_text"
+    for row, pair in enumerate(pairs):
+        if isinstance(pair, str):
+            errors[row] = pair
             continue
-        try:
-            c_ids, k_ids = encode_pair(tok, ctx, cont)
-        except ValueError as exc:
-            errors[row] = f"encode_failed: {exc}"[:300]
-            continue
+        c_ids, k_ids = (list(x) for x in pair)
         if not k_ids:
             errors[row] = "empty_continuation"
         elif not c_ids:
@@ -553,7 +587,7 @@ def loglikelihood_pairs(
 
     @torch.no_grad()
     def forward(batch: np.ndarray) -> None:
-        idx, mask = pad_right([items[j] for j in batch], tok.pad_id, device)  # (B, T)
+        idx, mask = pad_right([items[j] for j in batch], pad_id, device)  # (B, T)
         scored = torch.zeros_like(mask)  # (B, T): positions that predict a continuation token
         targets = []
         for r, j in enumerate(batch):
@@ -593,7 +627,6 @@ def loglikelihood_pairs(
             C.TRUNCATED: pd.array([t if k else None for t, k in zip(trunc, ok)], dtype="boolean"),
             C.ERROR: pd.Series(errors, dtype=object).values,
         },
-        index=contexts.index,
     )
 
 
