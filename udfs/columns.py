@@ -9,6 +9,14 @@ CONTENT_HASH = "content_hash"
 EXTRA = "extra"  # the record's other fields, as a JSON object string
 INGESTED_AT = "ingested_at"
 RUN_ID = "run_id"
+# bronze columns of web-archive input (jobs/ingest.py --format warc|arc; null for other formats)
+URL = "url"
+DOMAIN = "domain"  # host of the URL, lower case, no port
+WARC_RECORD_ID = "warc_record_id"
+WARC_DATE = "warc_date"  # capture time (UTC)
+HTTP_STATUS = "http_status"
+CONTENT_TYPE = "content_type"  # payload MIME type, no parameters
+SKIP = "skip"  # intermediate: why an archive record is not a document (request, metadata, ...)
 
 # quarantine (bad input kept aside with a reason)
 REASON = "reason"

@@ -36,6 +36,7 @@ from udfs.curation.filters import (
 from udfs.curation.langid import LangIdConfig, identify_languages, lang_drop_reason
 from udfs.curation.normalize import NormalizeConfig, normalize_text
 from udfs.curation.pii import PiiConfig, redact_pii
+from udfs.curation.urlfilter import UrlFilterConfig
 from udfs.curation.wordsplit import MODES, split_words
 
 __all__ = [
@@ -76,6 +77,8 @@ class CurationConfig:
             is datatrove's FineWeb order.
         normalize / langid / c4 / gopher_repetition / gopher_quality / fineweb / pii: each stage's config, each
             with an ``enabled`` switch.
+        url_filter: the URL blocklist / banned-word stage (off by default). It needs the URL, which the text chain
+            never sees, so jobs/curate.py applies it to the ``url`` column; ``curate_batch`` ignores it.
     """
 
     mode: Literal["fast", "parity"] = "fast"
@@ -87,6 +90,7 @@ class CurationConfig:
     gopher_quality: GopherQualityConfig = field(default_factory=GopherQualityConfig)
     fineweb: FineWebConfig = field(default_factory=FineWebConfig)
     pii: PiiConfig = field(default_factory=PiiConfig)
+    url_filter: UrlFilterConfig = field(default_factory=UrlFilterConfig)
 
     def __post_init__(self) -> None:
         assert self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}"
