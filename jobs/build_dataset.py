@@ -37,11 +37,10 @@ import json
 import logging
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from jobs import cli
 from jobs.delta_io import last_commit, table_version
-from jobs.spark import get_spark
 from udfs import columns as C
 
 log = logging.getLogger("jobs.build_dataset")
@@ -297,16 +296,25 @@ def run(spark, cfg: DatasetConfig, record) -> None:
     print(json.dumps({"run_id": record.run_id, **record.counts}, sort_keys=True))
 
 
-def main(argv: list[str] | None = None) -> int:
-    cli.setup_logging()
-    p = argparse.ArgumentParser(description="Tokenise GOLD and pack it into a Delta token table.")
+def build_parser() -> argparse.ArgumentParser:
+    """Flags map 1:1 onto ``DatasetConfig`` fields (``--config`` supplies base values)."""
+    p = cli.job_parser("Tokenise GOLD and pack it into a Delta token table.", DatasetConfig)
     p.add_argument("--input", help="gold table (default: LAKE/gold)")
     p.add_argument("--output", help="token table (default: LAKE/tokens)")
-    p.add_argument("--tokenizer-out", required=True, help="folder for tokenizer.json and dataset.json")
+    p.add_argument("--tokenizer-out", help="folder for tokenizer.json and dataset.json (required)")
     p.add_argument("--tokenizer", help="use this tokenizer.json instead of training one")
-    p.add_argument("--char-level", action="store_true", default=None)
-    for name in ("vocab_size", "block_size", "seed", "pack_partitions", "bpe_sample_bytes"):
-        p.add_argument("--" + name.replace("_", "-"), type=int)
+    p.add_argument("--char-level", action="store_true", default=None, help="one token per character")
+    for flag, text in (
+        ("--vocab-size", "BPE vocabulary size, special tokens included"),
+        ("--block-size", "tokens per training window (each row holds block_size + 1)"),
+        ("--seed", "seed of the train/val split and of the document order"),
+        (
+            "--pack-partitions",
+            "hash partitions packed independently (fixed, so the table does not depend on the cluster)",
+        ),
+        ("--bpe-sample-bytes", "text the BPE trainer sees at most (a deterministic sample)"),
+    ):
+        p.add_argument(flag, type=int, help=text)
     p.add_argument("--val-fraction", type=float, help="val share of documents in [0, 1); 0 = no val split")
     p.add_argument(
         "--stratify-by",
@@ -314,21 +322,18 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated columns (e.g. source,lang): val_fraction of each stratum goes to val",
     )
     p.add_argument("--export-bin", help="also write train.bin/val.bin (uint16) into this folder")
-    p.add_argument("--config", help="JSON file with DatasetConfig fields; flags override it")
-    cli.add_lake_args(p)
-    args = p.parse_args(argv)
-    try:
-        overrides = {k: v for k, v in vars(args).items() if k not in ("lake", "runs", "config")}
-        overrides["input"] = cli.resolve_table(args.input, args.lake, "gold", "--input")
-        overrides["output"] = cli.resolve_table(args.output, args.lake, "tokens", "--output")
-        cfg = cli.load_config_file(args.config, DatasetConfig, overrides)
-        runs = cli.resolve_table(args.runs, args.lake, "runs", "--runs")
-    except (ValueError, cli.UsageError) as exc:
-        log.error("%s", exc)
-        return cli.EXIT_USAGE
-    log.info("config: %s", asdict(cfg))
-    spark = get_spark("lakelm-build-dataset")
-    return cli.run_job("build_dataset", asdict(cfg), runs, lambda rec: run(spark, cfg, rec), spark)
+    return p
+
+
+def build_config(args: argparse.Namespace) -> DatasetConfig:
+    """DatasetConfig from the flags over ``--config``; table paths from either, else the lake's."""
+    return cli.build_config(
+        args, DatasetConfig, tables={"input": "gold", "output": "tokens"}, required=("tokenizer_out",)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_main("build_dataset", argv, build_parser(), build_config, run)
 
 
 if __name__ == "__main__":

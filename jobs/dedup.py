@@ -30,11 +30,10 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from jobs import cli
 from jobs.delta_io import append_new, table_version
-from jobs.spark import get_spark
 from udfs import columns as C
 
 log = logging.getLogger("jobs.dedup")
@@ -338,47 +337,55 @@ def _write_outputs(spark, cfg: DedupConfig, docs, existing, mh_cfg, stage, recor
     print(json.dumps({"run_id": record.run_id, **record.counts, "cc_iterations": iterations}, sort_keys=True))
 
 
-def main(argv: list[str] | None = None) -> int:
-    cli.setup_logging()
-    p = argparse.ArgumentParser(description="Exact + MinHash LSH dedup of SILVER into GOLD.")
+def build_parser() -> argparse.ArgumentParser:
+    """Flags map 1:1 onto ``DedupConfig`` fields (``--config`` supplies base values)."""
+    p = cli.job_parser("Exact + MinHash LSH dedup of SILVER into GOLD.", DedupConfig)
     p.add_argument("--input", help="silver table (default: LAKE/silver)")
     p.add_argument("--output", help="gold table (default: LAKE/gold)")
     p.add_argument("--rejected", help="rejected table (default: LAKE/rejected)")
     p.add_argument("--clusters", help="write (doc_id, cluster_id, cluster_size) for every input doc here")
     p.add_argument("--against", help="existing gold table to deduplicate new documents against")
-    p.add_argument("--threshold", type=float)
-    for name in ("ngram", "num_perm", "bands", "rows"):
-        p.add_argument("--" + name.replace("_", "-"), type=int)
-    p.add_argument("--no-verify", dest="verify", action="store_false", default=None)
+    p.add_argument("--threshold", type=float, help="Jaccard similarity of shingle sets that makes a duplicate")
+    for flag, text in (
+        ("--ngram", "words per shingle"),
+        ("--num-perm", "MinHash permutations (bands x rows when both are given)"),
+        ("--bands", "LSH bands; 0 = chosen for the threshold (give --rows too)"),
+        ("--rows", "rows per LSH band; 0 = chosen for the threshold (give --bands too)"),
+    ):
+        p.add_argument(flag, type=int, help=text)
+    p.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        default=None,
+        help="keep every LSH edge, without checking the exact Jaccard of the two documents (default: verify)",
+    )
     p.add_argument(
         "--recheck-window",
         type=int,
-        help="members within this many places in a bucket re-checked when the hub check fails (64)",
+        help="members within this many places in a bucket re-checked when the hub check fails",
     )
-    p.add_argument("--checkpoint-dir")
-    p.add_argument("--config", help="JSON file with DedupConfig fields; flags override it")
-    cli.add_lake_args(p)
-    args = p.parse_args(argv)
-    try:
-        overrides = {k: v for k, v in vars(args).items() if k not in ("lake", "runs", "config")}
-        overrides["input"] = cli.resolve_table(args.input, args.lake, "silver", "--input")
-        overrides["output"] = cli.resolve_table(args.output, args.lake, "gold", "--output")
-        overrides["rejected"] = cli.resolve_table(args.rejected, args.lake, "rejected", "--rejected")
-        for key in ("clusters", "against"):
-            if overrides.get(key):
-                overrides[key] = cli.resolve_table(overrides[key], args.lake, "gold", f"--{key}")
-        cfg = cli.load_config_file(args.config, DedupConfig, overrides)
-        if bool(cfg.bands) != bool(cfg.rows):
-            raise cli.UsageError("give both --bands and --rows, or neither")
-        if cfg.recheck_window < 1:
-            raise cli.UsageError(f"--recheck-window must be >= 1, got {cfg.recheck_window}")
-        runs = cli.resolve_table(args.runs, args.lake, "runs", "--runs")
-    except (ValueError, cli.UsageError) as exc:
-        log.error("%s", exc)
-        return cli.EXIT_USAGE
-    log.info("config: %s", asdict(cfg))
-    spark = get_spark("lakelm-dedup")
-    return cli.run_job("dedup", asdict(cfg), runs, lambda rec: run(spark, cfg, rec), spark)
+    p.add_argument("--checkpoint-dir", help="checkpoints of the connected components (default: OUTPUT_checkpoints)")
+    return p
+
+
+def build_config(args: argparse.Namespace) -> DedupConfig:
+    """DedupConfig from the flags over ``--config``; table paths from either, else the lake's.
+
+    Raises:
+        cli.UsageError: also for only one of bands/rows and a recheck window below 1.
+    """
+    tables = {"input": "silver", "output": "gold", "rejected": "rejected", "clusters": None, "against": None}
+    cfg = cli.build_config(args, DedupConfig, tables=tables)
+    if bool(cfg.bands) != bool(cfg.rows):
+        raise cli.UsageError("give both --bands and --rows, or neither")
+    if cfg.recheck_window < 1:
+        raise cli.UsageError(f"--recheck-window must be >= 1, got {cfg.recheck_window}")
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_main("dedup", argv, build_parser(), build_config, run)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from jobs import build_dataset, cli, curate, dedup, ingest, report, score, stats, train
-from jobs.lake import table_path
+from jobs import build_dataset, cli, curate, dedup, ingest, score, stats, train
+from jobs.lake import DEFAULT_LAKE, table_path
+from jobs.report_builder import build_report
 from jobs.spark import get_spark
 
 log = logging.getLogger("jobs.demo")
@@ -80,13 +81,18 @@ def summarize(spark, lake: str) -> None:
         print(f"  {row.job}/{row.reason:<22} {row['count']:>6}")
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The job's flags (``--remote`` from `cli.job_parser`)."""
+    p = cli.job_parser("Run lakelm end to end on the bundled sample corpus.", lake=False, config=False)
+    p.add_argument("--lake", default=DEFAULT_LAKE, help="lake folder to create or update")
+    p.add_argument("--input-dir", default=str(SAMPLE_DIR), help="folder of *.jsonl corpora")
+    p.add_argument("--max-docs", type=int, help="ingest only the first N records of each corpus (default: all)")
+    p.add_argument("--max-steps", type=int, help="train for N steps (default: the config's)")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run lakelm end to end on the bundled sample corpus.")
-    parser.add_argument("--lake", default="lake", help="lake folder to create or update")
-    parser.add_argument("--input-dir", default=str(SAMPLE_DIR), help="folder of *.jsonl corpora")
-    parser.add_argument("--max-docs", type=int, help="ingest only the first N records of each corpus")
-    parser.add_argument("--max-steps", type=int, help="train for N steps instead of the config's")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     cli.setup_logging()
     lake = args.lake
     corpora = sorted(Path(args.input_dir).glob("*.jsonl"))
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             return cli.EXIT_USAGE
     if args.max_docs:
         corpora = _trimmed_corpora(corpora, args.max_docs, Path(lake) / "_input")
-    spark = get_spark("lakelm-demo")
+    spark = get_spark("lakelm-demo", remote=args.remote)  # every stage's get_spark returns this session
     for path in corpora:
         _stage(
             f"ingest {path.name}",
@@ -141,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         ["--lake", lake, "--input", str(Path(lake) / "gold"), "--model", str(artifact), "--task", "score"],
     )
     summarize(spark, lake)
-    report_path = report.build_report(spark, lake, str(Path(lake) / "_report"), str(artifact))
+    report_path = build_report(spark, lake, str(Path(lake) / "_report"), str(artifact))
     print(f"\nlake:     {Path(lake).resolve()}  (read it with spark.read.format('delta').load(...))")
     print(f"artifact: {artifact.resolve()}")
     print(f"report:   {Path(report_path).resolve()}")

@@ -279,7 +279,7 @@ def _config(args) -> EvaluateConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jobs.score import describe_model
+    from jobs.scoring_table import describe_model
 
     cli.setup_logging()
     args = parse_args(argv)

@@ -31,14 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
     """Flags: the artifact, the format, the output folder, the expected hash and torch threads."""
     from model.export import FORMATS
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = cli.job_parser(__doc__.splitlines()[0], lake=False, config=False, spark=False)
     p.add_argument("--model", required=True, help="a lakelm artifact folder (written by jobs/train.py)")
     p.add_argument("--format", required=True, choices=FORMATS, help="hf: Hugging Face GPT-2 folder; onnx: model.onnx")
     p.add_argument("--output", required=True, help="folder to create (it may exist only as an empty folder)")
     p.add_argument(
         "--expect-model-hash",
         metavar="HASH",
-        help="refuse (exit 2) unless the artifact's hash (sha256 of manifest.json) is HASH",
+        help="refuse (exit 2) unless the artifact's hash (sha256 of manifest.json) is HASH (default: any intact one)",
     )
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     return p

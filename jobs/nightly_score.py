@@ -24,101 +24,33 @@ exit code 1 and a ``failed`` run record.
 
 from __future__ import annotations
 
-import json
-import logging
 import sys
-from dataclasses import asdict
 
 from jobs import cli
-from jobs.delta_io import merge_upsert_changed, retry_on_conflict, table_version
-from jobs.score import (
-    ScoreConfig,
-    build_config,
-    build_parser,
-    check_error_rate,
-    describe_model,
-    ensure_output,
-    find_todo,
-    lineage_for,
-    prepare,
-    retryable,
-    spread,
-    tally,
-    transform,
-)
-from jobs.spark import get_spark
-from udfs import columns as C
-
-log = logging.getLogger("jobs.nightly_score")
+from jobs import scoring_table as st
 
 
-def run(spark, cfg: ScoreConfig, record) -> None:
+def run(spark, cfg: st.ScoreConfig, record) -> None:
     """The job body (``cli.run_job`` records it): find new/changed rows, score them, upsert, count."""
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
-    model = describe_model(cfg.model, cfg.expect_model_hash, cfg.task)
-    version = table_version(spark, cfg.input)
-    if version is None:
-        raise cli.UsageError(f"--input {cfg.input} is not a Delta table")
-    ensure_output(spark, cfg)
-    record.input_versions[cfg.input] = version
+    model, version, lineage = st.open_tables(spark, cfg, record)
     df = spark.read.format("delta").option("versionAsOf", version).load(cfg.input)
-    todo = spread(spark, find_todo(spark, prepare(df, cfg), cfg, model[1], changed=True), cfg)
-    lineage = lineage_for(cfg, model, version, record)
-    scored = transform(todo, cfg, lineage, keep=("_status",)).persist(StorageLevel.MEMORY_AND_DISK)
-    try:  # one pass scores everything and counts it; the MERGE then reads the cached rows
-        stats = tally(scored)
-        merged, retries = {"inserted": 0, "updated": 0}, 0
-        if stats["scored"]:  # nothing to do: no MERGE, no commit
-            source = scored.drop("_status")
-            merged, retries = retry_on_conflict(
-                lambda: merge_upsert_changed(
-                    spark,
-                    cfg.output,
-                    source,
-                    [C.DOC_ID, C.MODEL_HASH],
-                    C.CONTENT_HASH,
-                    replace_if=retryable(F.col(f"t.{C.ERROR}")),
-                ),
-                what="MERGE",
-            )
-    finally:
-        scored.unpersist()
+    todo = st.find_todo(spark, st.prepare(df, cfg), cfg, model[1], changed=True)
+    stats, merged, retries = st.score_and_merge(spark, todo, cfg, lineage, upsert=True)
     n_rows = df.count()
     record.counts.update(
         rows=n_rows,
         unchanged=n_rows - stats["scored"],
-        new=stats["new"],
-        changed=stats["changed"],
-        retried=stats["retried"],
-        scored=stats["scored"],
-        errors=stats["errors"],
-        input_errors=stats["input_errors"],
-        model_errors=stats["model_errors"],
+        **{k: stats[k] for k in ("new", "changed", "retried", "scored", "errors", "input_errors", "model_errors")},
         inserted=merged["inserted"],
         updated=merged["updated"],
         merge_retries=retries,
     )
-    record.output_versions[cfg.output] = table_version(spark, cfg.output)
-    record.extra.update(model_name=model[0], model_hash=model[1], task=cfg.task)
-    log.info("nightly %s %s with %s: %s", cfg.task, cfg.input, model[0], record.counts)
-    print(json.dumps({"run_id": record.run_id, **record.counts}, sort_keys=True))
-    check_error_rate(record.counts, cfg.max_error_rate)
+    st.finish(spark, cfg, model, record, "nightly")
 
 
 def main(argv: list[str] | None = None) -> int:
-    cli.setup_logging()
-    args = build_parser(__doc__.splitlines()[0], stream=False).parse_args(argv)
-    try:
-        cfg = build_config(args)
-        runs = cli.resolve_table(args.runs, args.lake, "runs", "--runs")
-    except (cli.UsageError, ValueError, OSError) as exc:
-        log.error("%s", exc)
-        return cli.EXIT_USAGE
-    log.info("config: %s", asdict(cfg))
-    spark = get_spark("lakelm-nightly-score")
-    return cli.run_job("nightly_score", asdict(cfg), runs, lambda rec: run(spark, cfg, rec), spark)
+    parser = st.build_parser(__doc__.splitlines()[0], stream=False)
+    return cli.run_main("nightly_score", argv, parser, st.build_config, run)
 
 
 if __name__ == "__main__":

@@ -45,22 +45,27 @@ def build_parser() -> argparse.ArgumentParser:
     """Flags: the artifact, where to listen, torch threads, one flag per ``ServiceLimits`` and
     ``ServerLimits`` field."""
     d, sd = service.ServiceLimits(), service.ServerLimits()
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = cli.job_parser(__doc__.splitlines()[0], lake=False, config=False, spark=False)
     p.add_argument("--model", required=True, help="a lakelm artifact folder or a local Hugging Face folder")
     p.add_argument(
         "--expect-model-hash",
         metavar="HASH",
         help="refuse to start (exit 2) unless the model's hash (an artifact: sha256 of manifest.json; "
-        "a Hugging Face folder: model.hf_folder.folder_hash) is HASH",
+        "a Hugging Face folder: model.hf_folder.folder_hash) is HASH (default: any intact model)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 = every interface)")
     p.add_argument("--port", type=int, default=8000, help="port; 0 = any free port (printed at start)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    p.add_argument("--max-texts", type=int, default=d.max_texts)
-    p.add_argument("--max-text-chars", type=int, default=d.max_text_chars)
-    p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes)
-    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
-    p.add_argument("--default-max-new-tokens", type=int, default=d.default_max_new_tokens)
+    p.add_argument("--max-texts", type=int, default=d.max_texts, help="texts per /predict request at most")
+    p.add_argument("--max-text-chars", type=int, default=d.max_text_chars, help="characters per text at most")
+    p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="request body size at most; more: 413")
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="generate: max_new_tokens at most")
+    p.add_argument(
+        "--default-max-new-tokens",
+        type=int,
+        default=d.default_max_new_tokens,
+        help="generate: max_new_tokens of a request that gives none",
+    )
     p.add_argument("--workers", type=int, default=sd.workers, help="threads running /predict")
     p.add_argument("--queue", type=int, default=sd.queue, help="/predict requests waiting for a worker; more: 503")
     p.add_argument("--max-connections", type=int, default=sd.max_connections, help="open sockets; more: 503")

@@ -183,23 +183,26 @@ def run(spark, runs_path: str, output: str, png: str | None, record) -> None:
     print(json.dumps({"run_id": record.run_id, "stages": len(rows), "output": output, "png": png}))
 
 
-def main(argv: list[str] | None = None) -> int:
-    cli.setup_logging()
-    p = argparse.ArgumentParser(description="Per-stage funnel table and plot from the runs table.")
+def build_parser() -> argparse.ArgumentParser:
+    """Flags: the stats table and the plot; the runs table (``--runs``) is the input."""
+    p = cli.job_parser("Per-stage funnel table and plot from the runs table.", config=False)
     p.add_argument("--output", help="stats table (default: LAKE/stats)")
     p.add_argument("--png", help="funnel plot to write (default: none)")
-    cli.add_lake_args(p)
-    args = p.parse_args(argv)
-    try:
-        output = cli.resolve_table(args.output, args.lake, "stats", "--output")
-        runs = cli.resolve_table(args.runs, args.lake, "runs", "--runs")
-    except (ValueError, cli.UsageError) as exc:
-        log.error("%s", exc)
-        return cli.EXIT_USAGE
-    from jobs.spark import get_spark
+    return p
 
-    spark = get_spark("lakelm-stats")
-    return cli.run_job("stats", vars(args), runs, lambda rec: run(spark, runs, output, args.png, rec), spark)
+
+def build_config(args: argparse.Namespace) -> argparse.Namespace:
+    """The flags with the stats and runs tables resolved against ``--lake``."""
+    args.output = cli.resolve_table(args.output, args.lake, "stats", "--output")
+    args.runs = cli.resolve_table(args.runs, args.lake, "runs", "--runs")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    def body(spark, args, record) -> None:
+        run(spark, args.runs, args.output, args.png, record)
+
+    return cli.run_main("stats", argv, build_parser(), build_config, body)
 
 
 if __name__ == "__main__":

@@ -29,107 +29,10 @@ from pathlib import Path
 
 from jobs import cli
 from jobs.delta_io import table_version
-from jobs.distributed import MODES, describe_process, driver_identity, resolve_mode, run_ranks
-from jobs.spark import get_spark
+from jobs.distributed import MODES, driver_identity, resolve_mode, run_ranks
+from jobs.train_steps import build_configs, dataset_metadata, resolve_files, train_process
 
 log = logging.getLogger("jobs.train")
-
-
-def dataset_metadata(spark, path: str, version: int) -> dict:
-    """The build_dataset metadata of table version ``version``.
-
-    build_dataset commits the windows (version v), then the metadata (version v + 1: the table
-    property ``lakelm.dataset``, the same JSON as that commit's ``userMetadata``, with
-    ``data_version = v``). Both versions hold the same files, so either may be pinned.
-    """
-    from delta.tables import DeltaTable
-
-    v = int(version)
-    rows = (
-        DeltaTable.forPath(spark, path)
-        .history()
-        .filter(f"version IN ({v}, {v + 1})")
-        .select("version", "userMetadata")
-        .collect()
-    )
-    found = {r.version: json.loads(r.userMetadata) for r in rows if r.userMetadata}
-    if v in found:
-        return found[v]
-    if found.get(v + 1, {}).get("data_version") == v:
-        return found[v + 1]
-    raise cli.UsageError(f"{path} version {version} has no dataset metadata: was it written by build_dataset?")
-
-
-def resolve_files(spark, path: str, version: int) -> list[str]:
-    """Local paths of the Parquet files in the table's snapshot at ``version``, sorted.
-
-    The list comes from Delta's log (``inputFiles``), never from listing the folder, which can hold
-    files that are no longer part of the table.
-    """
-    files = spark.read.format("delta").option("versionAsOf", version).load(path).inputFiles()
-    return sorted(f[len("file:") :] if f.startswith("file:") else f for f in files)
-
-
-def build_configs(config_file: str | None, meta: dict, vocab_size: int, overrides: dict):
-    """(GPTConfig, TrainConfig) from the JSON file, the dataset metadata and CLI overrides."""
-    from model.config import GPTConfig, TrainConfig
-
-    raw = {}
-    if config_file:
-        try:
-            raw = json.loads(Path(config_file).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise cli.UsageError(f"cannot read --config {config_file}: {exc}") from exc
-    unknown = sorted(set(raw) - {"model", "train"})
-    if unknown:
-        raise cli.UsageError(f"--config keys must be 'model' and 'train', got {unknown}")
-    model_d = {"block_size": meta["block_size"], **raw.get("model", {}), "vocab_size": vocab_size}
-    train_d = {**raw.get("train", {}), **{k: v for k, v in overrides.items() if v is not None}}
-    try:
-        return GPTConfig.from_dict(model_d), TrainConfig.from_dict(train_d)
-    except ValueError as exc:
-        raise cli.UsageError(str(exc)) from exc
-
-
-def train_process(
-    model_d: dict, train_d: dict, files: list[str], bytes_per_token, work_dir: str, tokenizer_path: str, driver: dict
-):
-    """Train in this process; under torchrun (TorchDistributor) join the process group first.
-
-    Every rank writes ``work_dir/rank-<r>.done`` on success, its result plus ``rank`` and
-    ``placement`` (``describe_process``: host, pid, executor id, whether it ran under the driver):
-    TorchDistributor does not report a failing rank, so the driver checks these markers itself.
-    """
-    import torch.distributed as dist
-
-    from model.config import GPTConfig, TrainConfig
-    from model.data import ParquetWindowSource
-    from model.tokenizer import load_tokenizer
-    from model.train import train
-
-    distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
-    if distributed and not dist.is_initialized():
-        import torch
-
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    try:
-        result = train(
-            GPTConfig.from_dict(model_d),
-            TrainConfig.from_dict(train_d),
-            ParquetWindowSource(files, split="train", bytes_per_token=bytes_per_token),
-            ParquetWindowSource(files, split="val", bytes_per_token=bytes_per_token),
-            work_dir,
-            resume=True,
-            progress=True,
-            tokenizer=load_tokenizer(tokenizer_path),
-        )
-        rank = dist.get_rank() if distributed else 0
-        done = {**result, "rank": rank, "placement": describe_process(driver)}
-        Path(work_dir, f"rank-{rank}.done").write_text(json.dumps(done, default=str))
-        return result
-    finally:
-        if distributed:
-            dist.destroy_process_group()
 
 
 def run(spark, args, record) -> None:
@@ -231,35 +134,40 @@ def run(spark, args, record) -> None:
     print(json.dumps({"run_id": record.run_id, "artifact": args.out, "model_hash": model_hash, **metrics}, default=str))
 
 
-def main(argv: list[str] | None = None) -> int:
-    cli.setup_logging()
-    p = argparse.ArgumentParser(description="Train a GPT on the Delta token table; write an artifact.")
+def build_parser() -> argparse.ArgumentParser:
+    """Flags: the token table and version, the artifact folder, the nested --config and a few overrides."""
+    p = cli.job_parser("Train a GPT on the Delta token table; write an artifact.", config=False)
     p.add_argument("--data", help="token table (default: LAKE/tokens)")
     p.add_argument("--data-version", type=int, help="Delta version to train on (default: latest)")
     p.add_argument("--out", required=True, help="artifact folder to create")
-    p.add_argument("--config", help='JSON: {"model": {...}, "train": {...}}')
+    p.add_argument("--config", help='JSON: {"model": {GPTConfig fields}, "train": {TrainConfig fields}}')
     p.add_argument("--tokenizer", help="tokenizer.json (default: the one recorded by build_dataset)")
-    p.add_argument("--distributed", type=int, default=0, help="DDP processes through TorchDistributor")
+    p.add_argument("--distributed", type=int, default=0, help="DDP processes through TorchDistributor; 0 = none")
     p.add_argument(
         "--distributed-mode",
         choices=MODES,
         default="auto",
-        help="where the DDP processes run: executors (default on a cluster master), driver (default on local[...])",
+        help="where the DDP processes run: executors (auto on a cluster master), driver (auto on local[...])",
     )
     p.add_argument("--work-dir", help="checkpoints and metrics (default: OUT.work); reruns resume here")
-    p.add_argument("--max-steps", type=int, help="override train.max_steps")
-    p.add_argument("--threads", type=int, help="override train.threads (torch threads per process)")
-    cli.add_lake_args(p)
-    args = p.parse_args(argv)
-    try:
-        args.data = cli.resolve_table(args.data, args.lake, "tokens", "--data")
-        runs = cli.resolve_table(args.runs, args.lake, "runs", "--runs")
-    except ValueError as exc:
-        log.error("%s", exc)
-        return cli.EXIT_USAGE
-    spark = get_spark("lakelm-train")
-    job_args = {k: v for k, v in vars(args).items()}
-    return cli.run_job("train", job_args, runs, lambda rec: run(spark, args, rec), spark)
+    p.add_argument("--max-steps", type=int, help="override train.max_steps (default: the config's)")
+    p.add_argument(
+        "--threads", type=int, help="override train.threads, torch threads per process (default: the config's)"
+    )
+    return p
+
+
+def build_config(args: argparse.Namespace) -> argparse.Namespace:
+    """The flags, checked, with the token table resolved (the nested --config is read by `build_configs`)."""
+    args.data = cli.resolve_table(args.data, args.lake, "tokens", "--data")
+    for flag, value, low in (("--distributed", args.distributed, 0), ("--data-version", args.data_version, 0)):
+        if value is not None and value < low:
+            raise cli.UsageError(f"{flag} must be >= {low}, got {value}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_main("train", argv, build_parser(), build_config, run)
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def test_build_dataset_bpe(spark, gold):
     assert int(data.operationMetrics["numOutputRows"]) == sum(meta["windows"].values())
     props = spark.sql(f"DESCRIBE DETAIL delta.`{out}`").first().properties
     assert json.loads(props["lakelm.dataset"]) == json.loads(commit.userMetadata)
-    from jobs.train import dataset_metadata
+    from jobs.train_steps import dataset_metadata
 
     assert dataset_metadata(spark, out, data.version) == dataset_metadata(spark, out, commit.version)
 

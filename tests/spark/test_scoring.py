@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs import nightly_score, score
+from jobs import nightly_score, score, scoring_table
 from jobs.runs import read_runs
 from tests.tiny_model import mixed_texts, save_tiny_artifact
 from udfs import columns as C
@@ -210,7 +210,7 @@ def test_nightly_scores_only_new_and_changed_rows_even_run_twice_at_once(spark, 
 
     # two runs at once; both are held at their MERGE until both have scored, so the MERGEs really race
     barrier, lock, calls = threading.Barrier(2, timeout=120), threading.Lock(), []
-    real = nightly_score.merge_upsert_changed
+    real = scoring_table.merge_upsert_changed
 
     def racing_merge(*args, **kwargs):
         with lock:
@@ -220,7 +220,7 @@ def test_nightly_scores_only_new_and_changed_rows_even_run_twice_at_once(spark, 
             barrier.wait()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(nightly_score, "merge_upsert_changed", racing_merge)
+    monkeypatch.setattr(scoring_table, "merge_upsert_changed", racing_merge)
     codes: list[int] = []
     threads = [
         threading.Thread(target=lambda: codes.append(nightly_score.main(_job_args(tmp_path, path)))) for _ in range(2)

@@ -17,7 +17,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from jobs import score as score_job  # noqa: E402
+from jobs import scoring_table as score_job  # noqa: E402
 from jobs.cli import UsageError  # noqa: E402
 from model.hf_folder import HFFolderError  # noqa: E402
 from model.loading import describe_model, load_model  # noqa: E402

@@ -1,16 +1,17 @@
-"""jobs/score.py flags -> ScoreConfig -> the options each task's core receives (no JVM)."""
+"""jobs/score.py and jobs/nightly_score.py flags -> ScoreConfig (jobs/scoring_table.py) -> the options each
+task's core receives (no JVM)."""
 
 import json
 
 import pytest
 
-from jobs import score
+from jobs import score, scoring_table
 from udfs import batching, tasks
 
 
 def _cfg(*flags):
-    args = score.build_parser("test").parse_args(["--lake", "/tmp/lake", "--model", "/tmp/m", *flags])
-    return score.build_config(args)
+    args = scoring_table.build_parser("test").parse_args(["--lake", "/tmp/lake", "--model", "/tmp/m", *flags])
+    return scoring_table.build_config(args)
 
 
 def test_defaults_leave_the_budget_to_each_task_and_score_in_fp32():
@@ -74,9 +75,9 @@ def test_max_error_rate_out_of_range_is_a_usage_error(value, tmp_path):
 def test_check_error_rate(counts, rate, fails):
     if fails:
         with pytest.raises(
-            score.ModelErrorRateExceeded,
+            scoring_table.ModelErrorRateExceeded,
             match=f"{counts['model_errors']} of {counts['scored'] - counts['input_errors']} rows",
         ):
-            score.check_error_rate(counts, rate)
+            scoring_table.check_error_rate(counts, rate)
     else:
-        score.check_error_rate(counts, rate)
+        scoring_table.check_error_rate(counts, rate)
