@@ -2,13 +2,17 @@
 
     spark-submit --properties-file spark-defaults.conf jobs/curate.py \\
         --input lake/bronze --output lake/silver --rejected lake/rejected [--config curation.json] \\
-        [--mode fast|parity] [--lake lake]
+        [--mode fast|parity] [--lake lake] [--decontaminate EVAL.jsonl ... [--decontaminate-flag-only]]
 
 The chain (udfs/curation/curate.py): Unicode/whitespace normalisation and HTML-to-text, language
 ID, C4 line cleaning, Gopher repetition, Gopher quality, C4 document rules, FineWeb quality, PII
 redaction; datatrove's default thresholds, each stage switchable and tunable in ``--config`` (a JSON
 object of ``CurationConfig`` fields, nested per stage; unknown keys are an error). Every document
 gets ``drop_reason`` (null = kept) and its quality signals as columns: ``in = kept + rejected``.
+``--decontaminate`` adds the decontamination stage (udfs/curation/decontam.py): kept documents sharing a
+13-gram with an evaluation JSONL file are dropped with reason ``contaminated`` (or only flagged), with
+``contaminated_task`` (the file's stem) and ``contaminated_ngram`` columns; the index is built here, on
+the driver, and shipped to the executors inside the UDF.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from udfs import columns as C
 log = logging.getLogger("jobs.curate")
 
 
-def load_curation_config(path: str | None, mode: str | None):
-    """CurationConfig from a JSON file (nested dicts per stage) and the ``--mode`` flag."""
+def load_curation_config(
+    path: str | None, mode: str | None, decontaminate: list[str] | None = None, flag_only: bool = False
+):
+    """CurationConfig from a JSON file (nested dicts per stage), ``--mode`` and the decontamination flags."""
     from udfs.curation.curate import CurationConfig, config_from_dict
 
     data = {}
@@ -39,20 +45,62 @@ def load_curation_config(path: str | None, mode: str | None):
             raise cli.UsageError(f"cannot read --config {path}: {exc}") from exc
     if mode:
         data["mode"] = mode
+    if decontaminate or flag_only:
+        stage = data.get("decontaminate")
+        stage = dict(stage) if isinstance(stage, dict) else {}
+        if decontaminate:
+            stage["paths"] = list(decontaminate)
+        if flag_only:
+            if not stage.get("paths"):
+                raise cli.UsageError("--decontaminate-flag-only needs --decontaminate EVAL.jsonl ...")
+            stage["flag_only"] = True
+        data["decontaminate"] = stage
     try:
         return config_from_dict(CurationConfig, data)
     except (ValueError, AssertionError) as exc:
         raise cli.UsageError(f"bad --config: {exc}") from exc
 
 
-def transform(bronze, cfg, run_id: str):
-    """bronze rows -> the same rows with curated ``text``, ``drop_reason``, signals and lineage."""
+def load_eval_index(cfg):
+    """The NGramIndex of ``cfg.decontaminate.paths`` (task name = file stem), or None when the stage is off."""
+    from pathlib import Path
+
+    from udfs.curation.decontam import index_from_jsonl
+
+    stage = cfg.decontaminate
+    if not stage.enabled:
+        return None
+    names = [Path(p).stem for p in stage.paths]
+    if len(set(names)) != len(names):
+        raise cli.UsageError(f"--decontaminate: two evaluation files share a task name (file stem): {names}")
+    tasks = {}
+    try:
+        for name, path in zip(names, stage.paths):
+            with open(path, encoding="utf-8") as fh:
+                tasks[name] = list(fh)  # not splitlines(): JSON strings may hold U+2028
+        index = index_from_jsonl(tasks, stage.n_gram)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise cli.UsageError(f"--decontaminate: {exc}") from exc
+    for name, st in index.stats.items():
+        if not st["ngrams"]:
+            log.warning("decontaminate: %s has no item of %d words or more; nothing of it can be found", name, index.n)
+    log.info(
+        "decontamination index: %d %d-grams, %d bytes, per task %s", len(index), index.n, index.nbytes(), index.stats
+    )
+    return index
+
+
+def transform(bronze, cfg, run_id: str, index=None):
+    """bronze rows -> the same rows with curated ``text``, ``drop_reason``, signals and lineage.
+
+    ``index``: the decontamination ``NGramIndex`` (``load_eval_index``) when that stage is on.
+    """
     from pyspark.sql import functions as F
 
     from udfs.curate import make_curate_udf
 
     others = [c for c in bronze.columns if c not in (C.TEXT, C.RUN_ID, C.INGESTED_AT)]
-    curated = bronze.select(*others, make_curate_udf(cfg)(C.TEXT).alias("c"))
+    curated = bronze.select(*others, make_curate_udf(cfg, index)(C.TEXT).alias("c"))
     fields = [f.name for f in curated.schema["c"].dataType.fields]
     return (
         curated.select(*others, *[F.col(f"c.{f}").alias(f) for f in fields])
@@ -61,7 +109,7 @@ def transform(bronze, cfg, run_id: str):
     )
 
 
-def run(spark, args, cfg, record) -> None:
+def run(spark, args, cfg, record, index=None) -> None:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -73,7 +121,7 @@ def run(spark, args, cfg, record) -> None:
     if missing:
         raise cli.UsageError(f"--input {args.input} lacks columns {sorted(missing)}")
     record.input_versions[args.input] = version
-    out = transform(bronze, cfg, record.run_id).persist(StorageLevel.MEMORY_AND_DISK)
+    out = transform(bronze, cfg, record.run_id, index).persist(StorageLevel.MEMORY_AND_DISK)
     counts = {r[0]: r[1] for r in out.groupBy(C.DROP_REASON).count().collect()}
     out.filter(F.col(C.DROP_REASON).isNull()).drop(C.DROP_REASON).write.format("delta").mode("overwrite").option(
         "overwriteSchema", "true"
@@ -88,6 +136,12 @@ def run(spark, args, cfg, record) -> None:
         dropped=total - counts.get(None, 0),
         **{f"dropped_{k}": v for k, v in sorted(counts.items(), key=lambda kv: str(kv[0])) if k},
     )
+    if index is not None:
+        from udfs.curation.columns import CONTAMINATED_TASK
+
+        flagged = out.filter(F.col(C.DROP_REASON).isNull() & F.col(CONTAMINATED_TASK).isNotNull()).count()
+        record.counts["flagged_contaminated"] = flagged  # kept but contaminated (--decontaminate-flag-only)
+        record.extra["decontamination_index"] = {"ngrams": len(index), "n": index.n, "tasks": index.stats}
     record.output_versions.update(
         {args.output: table_version(spark, args.output), args.rejected: table_version(spark, args.rejected)}
     )
@@ -103,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rejected", help="rejected table (default: LAKE/rejected)")
     p.add_argument("--config", help="JSON with CurationConfig fields (nested per stage)")
     p.add_argument("--mode", choices=("fast", "parity"), help="word splitting: fast regex or datatrove parity")
+    p.add_argument("--decontaminate", nargs="+", metavar="PATH", help="evaluation JSONL files to decontaminate against")
+    p.add_argument("--decontaminate-flag-only", action="store_true", help="keep contaminated documents, only flag them")
     cli.add_lake_args(p)
     args = p.parse_args(argv)
     try:
@@ -110,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         args.output = cli.resolve_table(args.output, args.lake, "silver", "--output")
         args.rejected = cli.resolve_table(args.rejected, args.lake, "rejected", "--rejected")
         runs = cli.resolve_table(args.runs, args.lake, "runs", "--runs")
-        cfg = load_curation_config(args.config, args.mode)
+        cfg = load_curation_config(args.config, args.mode, args.decontaminate, args.decontaminate_flag_only)
+        index = load_eval_index(cfg)
     except (ValueError, cli.UsageError) as exc:
         log.error("%s", exc)
         return cli.EXIT_USAGE
@@ -119,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("config: %s", json.dumps(config_to_dict(cfg), default=str))
     spark = get_spark("lakelm-curate")
     job_args = {**vars(args), "resolved_config": config_to_dict(cfg)}
-    return cli.run_job("curate", job_args, runs, lambda rec: run(spark, args, cfg, rec), spark)
+    return cli.run_job("curate", job_args, runs, lambda rec: run(spark, args, cfg, rec, index), spark)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,15 @@ def curate_schema(cfg) -> str:
     return ", ".join(f"{name} {dtype}" for name, dtype in output_schema(cfg))
 
 
-def make_curate_udf(cfg):
+def make_curate_udf(cfg, index=None):
     """Iterator pandas UDF: raw text -> struct of curated text, ``drop_reason``, language, PII counts
     and quality signals (see ``udfs.curation.curate.curate_batch``).
 
     Per Arrow batch the whole chain runs once (language ID as one matrix product per batch, the
-    filters per document). Rows map 1:1 and keep their order; ``cfg`` (a frozen dataclass) is the
-    only thing the closure captures, and the language model loads lazily once per Python worker.
+    filters per document, decontamination as one scan of the batch's kept texts). Rows map 1:1 and
+    keep their order; the closure captures ``cfg`` (a frozen dataclass) and, with decontamination on,
+    the ``NGramIndex`` built on the driver (2.6 MB pickled for the shared evaluation tasks; PySpark
+    broadcasts a closure over 1 MB), and the language model loads lazily once per Python worker.
 
     Example:
         >>> df.select(make_curate_udf(CurationConfig())("text").alias("c")).select("c.*")  # doctest: +SKIP
@@ -34,6 +36,6 @@ def make_curate_udf(cfg):
     def curate(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         maybe_kill_worker("curate")
         for texts in batches:
-            yield curate_batch(texts.reset_index(drop=True), cfg)
+            yield curate_batch(texts.reset_index(drop=True), cfg, index)
 
     return curate

@@ -77,3 +77,47 @@ def test_stats_job_funnel_matches_the_tables(spark, bronze, tmp_path):
     for r in table:
         assert r["in"] == r.kept + r.dropped
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+ARC_ITEM = (  # arc_easy.jsonl line 1: the query and its gold choice, re-cased
+    "QUESTION: which statement best explains why photosynthesis is the foundation of most food webs? "
+    "Sunlight is the source of energy for nearly all ecosystems."
+)
+
+
+def test_decontaminate_drops_planted_items(spark, tmp_path):
+    paras = PROSE.split("\n\n")
+    planted = "\n\n".join([*paras[:5], ARC_ITEM, *paras[5:]])
+    rows = [("prose-1", PROSE, "book"), ("planted-1", planted, "book")]
+    bronze = str(tmp_path / "bronze")
+    spark.createDataFrame(rows, "doc_id string, text string, source string").write.format("delta").save(bronze)
+    evals = [str(DATA / "eval_tasks" / "copa.jsonl"), str(DATA / "eval_tasks" / "arc_easy.jsonl")]
+    args = ["--input", bronze, "--decontaminate", *evals]
+    assert curate.main([*args, "--lake", str(tmp_path / "drop")]) == 0
+    rejected = spark.read.format("delta").load(str(tmp_path / "drop" / "rejected")).collect()
+    assert [(r.doc_id, r.drop_reason, r.contaminated_task) for r in rejected] == [
+        ("planted-1", "contaminated", "arc_easy")
+    ]
+    assert rejected[0].contaminated_ngram.startswith("question which statement best explains")
+    silver = spark.read.format("delta").load(str(tmp_path / "drop" / "silver")).collect()
+    assert [(r.doc_id, r.contaminated_task) for r in silver] == [("prose-1", None)]
+    run = spark.read.format("delta").load(str(tmp_path / "drop" / "runs")).collect()[0]
+    assert run.counts["dropped_contaminated"] == 1 and run.counts["flagged_contaminated"] == 0
+    assert json.loads(run.extra)["decontamination_index"]["tasks"]["arc_easy"]["items"] == 12
+    # --decontaminate-flag-only keeps and flags: tests/unit/test_curation_decontam.py (one job run here is enough)
+
+
+@pytest.mark.parametrize(
+    "extra, lines",
+    [
+        (["--decontaminate", "MISSING.jsonl"], None),
+        (["--decontaminate", "EVAL"], ['{"query": "fine"}', "{broken"]),
+        (["--decontaminate-flag-only"], None),
+    ],
+)
+def test_decontaminate_usage_errors_exit_2(tmp_path, extra, lines):
+    if lines is not None:
+        (tmp_path / "task.jsonl").write_text("\n".join(lines))
+    extra = [str(tmp_path / "task.jsonl") if x == "EVAL" else x for x in extra]
+    assert curate.main(["--lake", str(tmp_path), *extra]) == 2
+    assert not (tmp_path / "silver").exists()

@@ -1,4 +1,5 @@
-"""Pure curation core (no Spark): normalisation, quality filters, language ID, PII redaction and MinHash.
+"""Pure curation core (no Spark): normalisation, quality filters, language ID, decontamination, PII redaction
+and MinHash.
 
 The Spark layer wraps ``curate_batch`` and ``minhash_batch`` in pandas UDFs; everything here works on
 ``str``, ``pd.Series`` and ``np.ndarray`` only. Heavy state (the langid model, spaCy in parity mode) loads
@@ -14,6 +15,7 @@ from udfs.curation.curate import (
     output_schema,
     signal_columns,
 )
+from udfs.curation.decontam import DecontaminationConfig, NGramIndex, find_contamination, index_from_jsonl
 from udfs.curation.filters import (
     C4Config,
     FineWebConfig,
@@ -39,11 +41,13 @@ __all__ = [
     "C4Config",
     "CurationConfig",
     "CurationResult",
+    "DecontaminationConfig",
     "FineWebConfig",
     "GopherQualityConfig",
     "GopherRepetitionConfig",
     "LangIdConfig",
     "MinHashConfig",
+    "NGramIndex",
     "NormalizeConfig",
     "PiiConfig",
     "band_hashes",
@@ -52,7 +56,9 @@ __all__ = [
     "curate_batch",
     "curate_text",
     "estimate_jaccard",
+    "find_contamination",
     "identify_languages",
+    "index_from_jsonl",
     "jaccard",
     "lang_drop_reason",
     "minhash_batch",

@@ -14,12 +14,17 @@ PII_PHONE = "pii_phone"  # phone numbers redacted
 HTML_EXTRACTED = "html_extracted"  # the input looked like HTML and was converted to text
 N_CHARS = "n_chars"  # characters of the output text
 
+CONTAMINATED_TASK = "contaminated_task"  # decontamination: evaluation task sharing an n-gram; None = clean
+CONTAMINATED_NGRAM = "contaminated_ngram"  # decontamination: that n-gram, normalised words joined by spaces
+
 MINHASH_SIGNATURE = "minhash_signature"
 MINHASH_BANDS = "minhash_bands"
 MINHASH_N_SHINGLES = "minhash_n_shingles"
 MINHASH_FLAG = "minhash_flag"  # None, "short" (fewer words than n_grams) or "empty" (no words)
 
 __all__ = [
+    "CONTAMINATED_NGRAM",
+    "CONTAMINATED_TASK",
     "DROP_REASON",
     "HTML_EXTRACTED",
     "LANG",

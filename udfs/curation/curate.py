@@ -1,5 +1,6 @@
 """The curation chain: normalise -> language ID -> C4 line cleaning -> Gopher repetition -> Gopher quality ->
-C4 document rules -> FineWeb -> PII redaction, for one text (``curate_text``) or a batch (``curate_batch``).
+C4 document rules -> FineWeb -> decontamination -> PII redaction, for one text (``curate_text``) or a batch
+(``curate_batch``; decontamination, off by default, runs only there: it scans the batch's kept texts at once).
 
 Every stage can be switched off in ``CurationConfig``. A document stops at the first rule that drops it (as in
 a datatrove pipeline); the signals of the stages it did not reach are NaN. PII is redacted only in kept
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -23,6 +24,7 @@ import pandas as pd
 
 from udfs.curation import columns as C
 from udfs.curation._config import config_from_dict
+from udfs.curation.decontam import CONTAMINATED, DecontaminationConfig, NGramIndex, find_contamination
 from udfs.curation.filters import (
     C4Config,
     FineWebConfig,
@@ -77,6 +79,8 @@ class CurationConfig:
             is datatrove's FineWeb order.
         normalize / langid / c4 / gopher_repetition / gopher_quality / fineweb / pii: each stage's config, each
             with an ``enabled`` switch.
+        decontaminate: the evaluation files and n-gram size of the decontamination stage (on when ``paths`` is
+            not empty; ``curate_batch`` then needs their ``NGramIndex``).
         url_filter: the URL blocklist / banned-word stage (off by default). It needs the URL, which the text chain
             never sees, so jobs/curate.py applies it to the ``url`` column; ``curate_batch`` ignores it.
     """
@@ -90,6 +94,7 @@ class CurationConfig:
     gopher_quality: GopherQualityConfig = field(default_factory=GopherQualityConfig)
     fineweb: FineWebConfig = field(default_factory=FineWebConfig)
     pii: PiiConfig = field(default_factory=PiiConfig)
+    decontaminate: DecontaminationConfig = field(default_factory=DecontaminationConfig)
     url_filter: UrlFilterConfig = field(default_factory=UrlFilterConfig)
 
     def __post_init__(self) -> None:
@@ -143,6 +148,7 @@ def output_schema(cfg: CurationConfig = CurationConfig()) -> list[tuple[str, str
 
     Returns:
         [(name, spark type string)], in column order, e.g. ("text", "string"), ("lang_score", "double").
+        With decontamination on, ``contaminated_task`` and ``contaminated_ngram`` (strings) come last.
     """
     head = [
         (C.TEXT, "string"),
@@ -155,7 +161,8 @@ def output_schema(cfg: CurationConfig = CurationConfig()) -> list[tuple[str, str
         (C.HTML_EXTRACTED, "boolean"),
         (C.N_CHARS, "int"),
     ]
-    return head + [(name, "double") for name in signal_columns(cfg)]
+    tail = [(C.CONTAMINATED_TASK, "string"), (C.CONTAMINATED_NGRAM, "string")] if cfg.decontaminate.enabled else []
+    return head + [(name, "double") for name in signal_columns(cfg)] + tail
 
 
 def _finish(
@@ -241,10 +248,15 @@ def curate_text(text: str | None, cfg: CurationConfig = CurationConfig()) -> Cur
     Returns:
         A ``CurationResult``; ``drop_reason`` is None when the document is kept.
 
+    Raises:
+        ValueError: ``cfg.decontaminate`` is on (that stage runs per batch: use ``curate_batch``).
+
     Example:
         >>> curate_text("This English sentence is much too short to keep.").drop_reason  # datatrove drops it so too
         'gopher_rep_top_2_gram'
     """
+    if cfg.decontaminate.enabled:
+        raise ValueError("decontamination runs per batch: use curate_batch(texts, cfg, index)")
     norm, html = normalize_text(text or "", cfg.normalize)
     lang, score = None, math.nan
     if cfg.langid.enabled:
@@ -261,29 +273,45 @@ def _with_all_signals(result: CurationResult, cfg: CurationConfig) -> CurationRe
     )
 
 
-def curate_batch(texts: pd.Series | Sequence[str | None], cfg: CurationConfig = CurationConfig()) -> pd.DataFrame:
+def curate_batch(
+    texts: pd.Series | Sequence[str | None],
+    cfg: CurationConfig = CurationConfig(),
+    index: NGramIndex | None = None,
+) -> pd.DataFrame:
     """Runs the curation chain on a batch of documents: the function the Spark pandas UDF calls.
 
     Per batch: every text is normalised; language ID runs once on the whole batch (one matrix product); the
-    filters then run per document; PII is redacted in kept documents.
+    filters then run per document; with decontamination on, the texts still kept are scanned together
+    against ``index`` (``udfs.curation.decontam.find_contamination``); PII is redacted in kept documents.
 
     Args:
         texts: (n,) raw documents; None/NaN count as "".
         cfg: the chain's config.
+        index: the evaluation n-grams (``udfs.curation.decontam.index_from_jsonl``); required when
+            ``cfg.decontaminate`` is on, ignored otherwise.
 
     Returns:
         DataFrame with n rows (the index of ``texts`` when it is a Series) and the columns of
         ``output_schema(cfg)``: ``text`` (object str), ``drop_reason`` (object: None = kept), ``lang`` (object:
         str or None), ``lang_score`` (float64), ``pii_email``/``pii_ip``/``pii_phone`` (int32), ``html_extracted``
         (bool), ``n_chars`` (int32, length of ``text``), then ``signal_columns(cfg)`` (float64, NaN = not
-        reached).
+        reached), then with decontamination on ``contaminated_task`` / ``contaminated_ngram`` (object: None
+        = clean or not reached; drop reason ``contaminated`` unless ``cfg.decontaminate.flag_only``).
+
+    Raises:
+        ValueError: decontamination is on and ``index`` is None, or its n-gram size differs from the config's.
 
     Example:
         >>> df = curate_batch(pd.Series(["", "This English sentence is much too short to keep."]))
         >>> df["drop_reason"].tolist()
         ['empty_text', 'gopher_rep_top_2_gram']
     """
-    index = texts.index if isinstance(texts, pd.Series) else None
+    decont = cfg.decontaminate
+    if decont.enabled and (index is None or index.n != decont.n_gram):
+        got = "None" if index is None else f"{index.n}-grams"
+        raise ValueError(f"decontamination needs an NGramIndex of {decont.n_gram}-grams (index_from_jsonl), got {got}")
+    chain_cfg = replace(cfg, pii=replace(cfg.pii, enabled=False)) if decont.enabled else cfg  # redact after it
+    rows_index = texts.index if isinstance(texts, pd.Series) else None
     raw = [t if isinstance(t, str) else "" for t in (texts.tolist() if isinstance(texts, pd.Series) else texts)]
     normalized = [normalize_text(t, cfg.normalize) for t in raw]
     n = len(raw)
@@ -297,12 +325,14 @@ def curate_batch(texts: pd.Series | Sequence[str | None], cfg: CurationConfig = 
     out_text, reasons = [], []
     pii = np.zeros((n, 3), dtype=np.int32)
     for i, (text, html) in enumerate(normalized):
-        res = _curate_normalized(text, html, langs[i], float(scores[i]), cfg)
+        res = _curate_normalized(text, html, langs[i], float(scores[i]), chain_cfg)
         out_text.append(res.text_out)
         reasons.append(res.drop_reason)
         pii[i] = (res.pii[C.PII_EMAIL], res.pii[C.PII_IP], res.pii[C.PII_PHONE])
         for name, value in res.signals.items():
             sig[i, sig_index[name]] = value
+    if decont.enabled:
+        hits = _decontaminate(out_text, reasons, pii, index, cfg)
     df = pd.DataFrame(
         {
             C.TEXT: pd.Series(out_text, dtype=object),
@@ -318,6 +348,31 @@ def curate_batch(texts: pd.Series | Sequence[str | None], cfg: CurationConfig = 
     )
     signals = pd.DataFrame(sig, columns=sig_names)
     df = pd.concat([df, signals], axis=1)
-    if index is not None:
-        df.index = index
+    if decont.enabled:
+        df[C.CONTAMINATED_TASK] = pd.Series(hits[0], dtype=object)
+        df[C.CONTAMINATED_NGRAM] = pd.Series(hits[1], dtype=object)
+    if rows_index is not None:
+        df.index = rows_index
     return df
+
+
+def _decontaminate(
+    out_text: list[str], reasons: list[str | None], pii: np.ndarray, index: NGramIndex, cfg: CurationConfig
+) -> tuple[list[str | None], list[str | None]]:
+    """Scans the kept texts (in place: drop reasons, then PII redaction of what stays kept); returns the columns."""
+    n = len(out_text)
+    kept = [i for i in range(n) if reasons[i] is None]
+    found_tasks, found_grams = find_contamination([out_text[i] for i in kept], index)
+    tasks: list[str | None] = [None] * n
+    grams: list[str | None] = [None] * n
+    for i, task, gram in zip(kept, found_tasks, found_grams):
+        if task is not None:
+            tasks[i], grams[i] = task, gram
+            if not cfg.decontaminate.flag_only:
+                reasons[i] = CONTAMINATED
+    if cfg.pii.enabled:
+        for i in kept:
+            if reasons[i] is None:
+                out_text[i], *counts = redact_pii(out_text[i], cfg.pii)
+                pii[i] = counts
+    return tasks, grams
