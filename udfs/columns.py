@@ -29,6 +29,8 @@ JOB = "job"
 
 # curation
 DROP_REASON = "drop_reason"  # null = kept; else "<rule>_<why>"
+QUALITY_SCORE = "quality_score"  # quality classifier: probability of the positive class (jobs/quality.py)
+PERPLEXITY_BUCKET = "perplexity_bucket"  # "head", "middle" or "tail" of its language (CCNet; jobs/quality.py)
 
 # intermediate columns of parsing
 GIVEN_ID = "given_id"
