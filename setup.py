@@ -24,6 +24,7 @@ INSTALL_REQUIRES = [
     "langid>=1.1.6",  # language ID whose model ships inside the package: nothing downloads at run time
     "resiliparse>=0.14",  # boilerplate-aware HTML-to-text for records that are HTML
     "ftfy>=6.1",  # optional mojibake repair (curation config normalize.fix_mojibake)
+    "zstandard>=0.22",  # jobs/ingest.py reads .jsonl.zst line files as streams (udfs/ingest.py)
 ]
 
 # Spark Connect client (grpcio, zstandard, ...): SPARK_REMOTE / --remote sessions (jobs/spark.py).
@@ -43,6 +44,8 @@ EXTRAS = {
         "onnxruntime>=1.20",
         "onnxscript>=0.2",  # the dynamo ONNX exporter needs it
         "spacy>=3.7",  # curation parity mode: datatrove's word splitting, checked in the tests
+        "warcio>=1.7",  # tests/warc_files.py writes the WARC test archives
+        "fastwarc>=0.14",  # bench/ingest: the one-process WARC reading baseline the ingest job is compared with
         "nbclient>=0.10",  # tests/spark/test_notebooks.py executes notebooks/*.ipynb
         "nbformat>=5.10",
         "ipykernel>=6.29",  # the kernel those notebooks run in (this venv's python)

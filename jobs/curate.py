@@ -2,7 +2,8 @@
 
     spark-submit --properties-file spark-defaults.conf jobs/curate.py \\
         --input lake/bronze --output lake/silver --rejected lake/rejected [--config curation.json] \\
-        [--mode fast|parity] [--lake lake] [--decontaminate EVAL.jsonl ... [--decontaminate-flag-only]]
+        [--mode fast|parity] [--lake lake] [--decontaminate EVAL.jsonl ... [--decontaminate-flag-only]] \\
+        [--url-blocklist FILE] [--url-banned-words]
 
 The chain (udfs/curation/curate.py): Unicode/whitespace normalisation and HTML-to-text, language
 ID, C4 line cleaning, Gopher repetition, Gopher quality, C4 document rules, FineWeb quality, PII
@@ -13,6 +14,9 @@ gets ``drop_reason`` (null = kept) and its quality signals as columns: ``in = ke
 13-gram with an evaluation JSONL file are dropped with reason ``contaminated`` (or only flagged), with
 ``contaminated_task`` (the file's stem) and ``contaminated_ngram`` columns; the index is built here, on
 the driver, and shipped to the executors inside the UDF.
+``--url-blocklist`` / ``--url-banned-words`` switch on the URL stage (udfs/curation/urlfilter.py, off by
+default): documents whose ``url`` (or ``extra.url``) is blocked are dropped with ``url_blocked``,
+``url_banned_word``, ``url_soft_banned_words`` or ``url_banned_subword``, whatever their text.
 """
 
 from __future__ import annotations
@@ -102,11 +106,52 @@ def transform(bronze, cfg, run_id: str, index=None):
     others = [c for c in bronze.columns if c not in (C.TEXT, C.RUN_ID, C.INGESTED_AT)]
     curated = bronze.select(*others, make_curate_udf(cfg, index)(C.TEXT).alias("c"))
     fields = [f.name for f in curated.schema["c"].dataType.fields]
-    return (
-        curated.select(*others, *[F.col(f"c.{f}").alias(f) for f in fields])
-        .withColumn(C.RUN_ID, F.lit(run_id))
-        .withColumn("curated_at", F.current_timestamp())
-    )
+    out = curated.select(*others, *[F.col(f"c.{f}").alias(f) for f in fields])
+    if cfg.url_filter.enabled:
+        out = filter_urls(out, cfg.url_filter)
+    return out.withColumn(C.RUN_ID, F.lit(run_id)).withColumn("curated_at", F.current_timestamp())
+
+
+def filter_urls(df, url_cfg):
+    """The URL stage: ``drop_reason`` becomes ``url_*`` where the URL is blocked (it takes precedence over the
+    text chain's reason, as the stage runs first in a datatrove pipeline). The URL is the ``url`` column (web
+    archives), else the ``url`` field of ``extra`` (JSONL inputs that carry one); rows with neither are kept."""
+    from pyspark.sql import functions as F
+
+    from udfs.urlfilter import make_url_filter_udf
+
+    candidates = [F.col(C.URL)] if C.URL in df.columns else []
+    if C.EXTRA in df.columns:
+        candidates.append(F.get_json_object(C.EXTRA, "$.url"))
+    if not candidates:
+        log.warning("url filter: no %s column and no %s field to read URLs from; nothing is filtered", C.URL, C.EXTRA)
+        return df
+    url = F.coalesce(*candidates) if len(candidates) > 1 else candidates[0]
+    return df.withColumn(C.DROP_REASON, F.coalesce(make_url_filter_udf(url_cfg)(url), F.col(C.DROP_REASON)))
+
+
+def with_url_flags(cfg, blocklist: str | None, banned_words: bool):
+    """``cfg`` with the URL stage switched on by ``--url-blocklist FILE`` and/or ``--url-banned-words``."""
+    from dataclasses import replace
+
+    from udfs.curation.urlfilter import parse_blocklist
+
+    if not blocklist and not banned_words:
+        return cfg
+    stage = replace(cfg.url_filter, enabled=True, banned_words=cfg.url_filter.banned_words or banned_words)
+    if blocklist:
+        try:
+            with open(blocklist, encoding="utf-8") as fh:
+                domains, urls, patterns = parse_blocklist(fh.read())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise cli.UsageError(f"cannot read --url-blocklist {blocklist}: {exc}") from exc
+        stage = replace(
+            stage,
+            blocked_domains=stage.blocked_domains + domains,
+            blocked_urls=stage.blocked_urls + urls,
+            blocked_patterns=stage.blocked_patterns + patterns,
+        )
+    return replace(cfg, url_filter=stage)
 
 
 def run(spark, args, cfg, record, index=None) -> None:
@@ -159,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", choices=("fast", "parity"), help="word splitting: fast regex or datatrove parity")
     p.add_argument("--decontaminate", nargs="+", metavar="PATH", help="evaluation JSONL files to decontaminate against")
     p.add_argument("--decontaminate-flag-only", action="store_true", help="keep contaminated documents, only flag them")
+    p.add_argument("--url-blocklist", metavar="FILE", help="drop documents whose domain, URL or re: pattern is listed")
+    p.add_argument("--url-banned-words", action="store_true", help="drop URLs with FineWeb-style banned words")
     cli.add_lake_args(p)
     args = p.parse_args(argv)
     try:
@@ -167,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rejected = cli.resolve_table(args.rejected, args.lake, "rejected", "--rejected")
         runs = cli.resolve_table(args.runs, args.lake, "runs", "--runs")
         cfg = load_curation_config(args.config, args.mode, args.decontaminate, args.decontaminate_flag_only)
+        cfg = with_url_flags(cfg, args.url_blocklist, args.url_banned_words)
         index = load_eval_index(cfg)
     except (ValueError, cli.UsageError) as exc:
         log.error("%s", exc)

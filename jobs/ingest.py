@@ -7,6 +7,14 @@
 Every record read ends in exactly one place: ``read = written + unchanged + quarantined``, where
 ``unchanged`` are records already in the table from an earlier run (a rerun writes nothing). The
 counts per reason are printed and appended to the runs table.
+
+``--format warc`` (WARC, WARC.gz, WET) and ``--format arc`` read web archives one task per file
+(``udfs/warc.py``): response records with HTML or text become documents with ``url, domain,
+warc_record_id, warc_date, http_status, content_type`` columns, and the counts add
+``records = documents + skipped + quarantined`` (``documents = written + unchanged``; skipped records,
+such as requests or images, are counted per reason and stored nowhere else). ``--format jsonl`` with
+an ``--input`` ending in ``.gz``, ``.bz2`` or ``.zst`` decompresses each file as a stream, so a broken
+stream quarantines only its unread tail.
 """
 
 from __future__ import annotations
@@ -16,20 +24,25 @@ import json
 import logging
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
 from jobs import cli
 from jobs.delta_io import ensure_table, merge_insert_new, table_version
-from jobs.spark import get_spark
 from udfs import columns as C
 
 log = logging.getLogger("jobs.ingest")
 
-FORMATS = ("jsonl", "parquet", "text", "csv")
+FORMATS = ("jsonl", "parquet", "text", "csv", "warc", "arc")
+ARCHIVE_FORMATS = ("warc", "arc")  # web archives: read by udfs/warc.py, one task per file
 BRONZE_SCHEMA = (
     f"{C.DOC_ID} string not null, {C.TEXT} string, {C.SOURCE} string, {C.SOURCE_FILE} string, "
     f"{C.CONTENT_HASH} string, {C.EXTRA} string, {C.INGESTED_AT} timestamp, {C.RUN_ID} string"
+)
+# bronze columns web archives add (null for rows of other formats); added to an older table on first use
+ARCHIVE_SCHEMA = (
+    f"{C.URL} string, {C.DOMAIN} string, {C.WARC_RECORD_ID} string, {C.WARC_DATE} timestamp, "
+    f"{C.HTTP_STATUS} int, {C.CONTENT_TYPE} string"
 )
 QUARANTINE_SCHEMA = (
     f"{C.SOURCE} string, {C.SOURCE_FILE} string, {C.REASON} string, {C.DETAIL} string, {C.RAW} string, "
@@ -69,6 +82,71 @@ def _raw_stats(df):
     )
 
 
+def _list_files(spark, pattern: str) -> list[str]:
+    """The files ``--input`` names (a file, folder or glob), as Spark lists them; no file content is read."""
+    from pyspark.sql.utils import AnalysisException
+
+    try:
+        rows = spark.read.format("binaryFile").load(pattern).select("path").collect()
+    except AnalysisException as exc:
+        raise cli.UsageError(f"cannot read --input {pattern!r}: {exc}") from exc
+    if not rows:
+        raise cli.UsageError(f"cannot read --input {pattern!r}: it matches no files")
+    return sorted(r.path for r in rows)
+
+
+def _per_file(spark, paths: list[str], fn, schema: str):
+    """``fn`` (a mapInPandas function over file indexes) run as one task per file: no file in driver memory."""
+    return spark.range(0, len(paths), 1, len(paths)).mapInPandas(fn, schema)
+
+
+def _compressed_lines(spark, cfg: IngestConfig):
+    """Lines of ``.gz``/``.bz2``/``.zst`` line files, decompressed as streams in Python so that a broken stream
+    quarantines only its unread tail (Spark's codecs fail the task, or drop the whole file). Plain files the
+    pattern also matches are read by Spark as usual."""
+    from pyspark.sql import functions as F
+
+    from udfs.ingest import LINE_ROW_SCHEMA, codec_of, make_read_lines_fn
+
+    paths = _list_files(spark, cfg.input)
+    packed = [p for p in paths if codec_of(p)]
+    plain = [p for p in paths if not codec_of(p)]
+    parts = []
+    if packed:
+        rows = _per_file(spark, packed, make_read_lines_fn(packed, cfg.max_doc_bytes), LINE_ROW_SCHEMA)
+        parts.append(
+            rows.select(
+                C.SOURCE_FILE,
+                "raw_bin",
+                F.coalesce(C.RAW_HASH, F.sha2("raw_bin", 256)).alias(C.RAW_HASH),
+                F.coalesce(C.RAW_BYTES, F.octet_length("raw_bin").cast("bigint")).alias(C.RAW_BYTES),
+                F.col(C.REASON).alias("_pre_reason"),
+                F.col(C.DETAIL).alias("_pre_detail"),
+            )
+        )
+    if plain:
+        null = F.lit(None).cast("string")
+        text = spark.read.text(plain).select(
+            F.col("_metadata.file_path").alias(C.SOURCE_FILE), F.col("value").cast("binary").alias("raw_bin")
+        )
+        parts.append(_raw_stats(text).select("*", null.alias("_pre_reason"), null.alias("_pre_detail")))
+    return parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
+
+
+def _extract_archives(spark, cfg: IngestConfig):
+    """One row per record of the WARC/ARC files (``udfs/warc.py``), one task per file, with ``skip`` set for
+    records that are not documents and ``reason`` for damaged ones."""
+    from pyspark.sql import functions as F
+
+    from udfs.ingest import ARCHIVE_ROW_SCHEMA, make_read_archives_fn
+    from udfs.warc import ArchiveConfig
+
+    paths = _list_files(spark, cfg.input)
+    acfg = ArchiveConfig(format=cfg.format, max_record_bytes=cfg.max_doc_bytes)
+    rows = _per_file(spark, paths, make_read_archives_fn(paths, acfg), ARCHIVE_ROW_SCHEMA)
+    return rows.withColumn(C.WARC_DATE, F.expr(f"try_cast({C.WARC_DATE} AS TIMESTAMP)"))
+
+
 def extract(spark, cfg: IngestConfig):
     """Read the input into rows of ``source_file, given_id, text, extra, reason, detail, raw_bin,
     raw_hash, raw_bytes``.
@@ -83,10 +161,14 @@ def extract(spark, cfg: IngestConfig):
     from pyspark.sql import functions as F
     from pyspark.sql.utils import AnalysisException
 
-    from udfs.ingest import make_parse_json_udf
+    from udfs.ingest import codec_of, make_parse_json_udf
 
+    if cfg.format in ARCHIVE_FORMATS:
+        return _extract_archives(spark, cfg)
     try:
-        if cfg.format in ("jsonl", "text"):
+        if cfg.format == "jsonl" and codec_of(cfg.input):
+            lines = _compressed_lines(spark, cfg)
+        elif cfg.format in ("jsonl", "text"):
             reader = spark.read.option("wholetext", cfg.format == "text")
             lines = reader.text(cfg.input).select(
                 F.col("_metadata.file_path").alias(C.SOURCE_FILE), F.col("value").cast("binary").alias("raw_bin")
@@ -105,26 +187,32 @@ def extract(spark, cfg: IngestConfig):
         raise cli.UsageError(f"cannot read --input {cfg.input!r} as {cfg.format}: {exc}") from exc
 
     if cfg.format == "jsonl":
-        big = F.col(C.RAW_BYTES) > cfg.max_doc_bytes
+        if "_pre_reason" not in lines.columns:  # plain files: Spark hashes and measures each line
+            null = F.lit(None).cast("string")
+            lines = _raw_stats(lines).select("*", null.alias("_pre_reason"), null.alias("_pre_detail"))
+        pre = F.col("_pre_reason")
+        big = pre.isNull() & (F.col(C.RAW_BYTES) > cfg.max_doc_bytes)
         # a decoded JSON string is never longer in UTF-8 than its escaped form: text <= line <= limit
         head = F.substring("raw_bin", 1, 4 * C.RAW_PREVIEW_CHARS)  # >= RAW_PREVIEW_CHARS whole characters
-        lines = _raw_stats(lines).select(
+        lines = lines.select(
             C.SOURCE_FILE,
             C.RAW_HASH,
             C.RAW_BYTES,
             big.alias("_big"),
+            "_pre_reason",
+            "_pre_detail",
             F.when(big, head).otherwise(F.col("raw_bin")).alias("raw_bin"),
         )
-        parsed = make_parse_json_udf(cfg.text_col, cfg.id_col)(F.when(~F.col("_big"), F.col("raw_bin")))
+        parsed = make_parse_json_udf(cfg.text_col, cfg.id_col)(F.when(~F.col("_big") & pre.isNull(), F.col("raw_bin")))
         keep = [C.SOURCE_FILE, "raw_bin", C.RAW_HASH, C.RAW_BYTES]
         too_large = F.format_string("line is %d bytes, over --max-doc-bytes %d", C.RAW_BYTES, F.lit(cfg.max_doc_bytes))
-        return lines.select(*keep, "_big", parsed.alias("p")).select(
+        return lines.select(*keep, "_big", "_pre_reason", "_pre_detail", parsed.alias("p")).select(
             *keep,
             "p." + C.GIVEN_ID,
             "p." + C.TEXT,
             "p." + C.EXTRA,
-            F.when(F.col("_big"), F.lit("too_large")).otherwise(F.col("p." + C.REASON)).alias(C.REASON),
-            F.when(F.col("_big"), too_large).otherwise(F.col("p." + C.DETAIL)).alias(C.DETAIL),
+            F.coalesce(pre, F.when(F.col("_big"), F.lit("too_large")), F.col("p." + C.REASON)).alias(C.REASON),
+            F.coalesce(F.col("_pre_detail"), F.when(F.col("_big"), too_large), F.col("p." + C.DETAIL)).alias(C.DETAIL),
         )
     if cfg.format == "text":  # one document per file; invalid UTF-8 is checked in the JVM
         as_str = F.col("raw_bin").cast("string")
@@ -249,8 +337,10 @@ def load(spark, df, cfg: IngestConfig, record) -> None:
     from pyspark.sql import functions as F
 
     counts = {r[0]: r[1] for r in df.groupBy(C.REASON).count().collect()}
+    # the table's columns, in its order: archive columns are null for other formats' rows
+    target = spark.read.format("delta").load(cfg.output).schema
     good = df.filter(F.col(C.REASON).isNull()).select(
-        C.DOC_ID, C.TEXT, C.SOURCE, C.SOURCE_FILE, C.CONTENT_HASH, C.EXTRA, C.INGESTED_AT, C.RUN_ID
+        *[F.col(f.name) if f.name in df.columns else F.lit(None).cast(f.dataType).alias(f.name) for f in target]
     )
     written = merge_insert_new(spark, cfg.output, good, [C.DOC_ID, C.CONTENT_HASH])["inserted"]
 
@@ -284,6 +374,25 @@ def load(spark, df, cfg: IngestConfig, record) -> None:
     assert written == to_write, f"MERGE inserted {written} rows, expected {to_write}"
 
 
+def _add_columns(spark, path: str, ddl: str) -> None:
+    """Add the columns of ``ddl`` that the Delta table at ``path`` lacks (a schema-only commit; rows keep null)."""
+    from pyspark.sql.types import StructType, _parse_datatype_string
+
+    table = spark.read.format("delta").load(path).schema
+    missing = [f for f in _parse_datatype_string(ddl).fields if f.name not in table.fieldNames()]
+    if missing:
+        empty = spark.createDataFrame([], StructType(table.fields + missing))
+        empty.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+
+
+def _skipped_records(parsed) -> tuple[dict, object]:
+    """Archive records that are not documents, counted per reason, and the rows that go on."""
+    from pyspark.sql import functions as F
+
+    skipped = {r[0]: r[1] for r in parsed.filter(F.col(C.SKIP).isNotNull()).groupBy(C.SKIP).count().collect()}
+    return skipped, parsed.filter(F.col(C.SKIP).isNull()).drop(C.SKIP)
+
+
 def run(spark, cfg: IngestConfig, record) -> None:
     from pyspark import StorageLevel
 
@@ -294,15 +403,27 @@ def run(spark, cfg: IngestConfig, record) -> None:
             reasons = dict(parsed.groupBy(C.REASON).count().collect())
             if reasons and reasons.get("missing_text", 0) == sum(reasons.values()):
                 raise cli.UsageError(f"no record has the field {cfg.text_col!r}: pass --text-col")
-        ensure_table(spark, cfg.output, BRONZE_SCHEMA)
+        archive = cfg.format in ARCHIVE_FORMATS
+        skipped, docs = _skipped_records(parsed) if archive else ({}, parsed)
+        ensure_table(spark, cfg.output, f"{BRONZE_SCHEMA}, {ARCHIVE_SCHEMA}" if archive else BRONZE_SCHEMA)
+        if archive:
+            _add_columns(spark, cfg.output, ARCHIVE_SCHEMA)
         ensure_table(spark, cfg.quarantine, QUARANTINE_SCHEMA)
         record.input_versions[cfg.output] = table_version(spark, cfg.output)
-        classified = transform(parsed, cfg, source, record.run_id, record.started_at)
+        classified = transform(docs, cfg, source, record.run_id, record.started_at)
         classified = split_existing(spark, classified, cfg.output).persist(StorageLevel.MEMORY_AND_DISK)
         load(spark, classified, cfg, record)
         classified.unpersist()
     finally:
         parsed.unpersist()
+    if archive:  # records = documents + skipped + quarantined
+        c = record.counts
+        c.update(
+            records=c["read"] + sum(skipped.values()),
+            documents=c["written"] + c["unchanged"],
+            skipped=sum(skipped.values()),
+            **{f"skipped_{k}": v for k, v in sorted(skipped.items())},
+        )
     record.output_versions.update(
         {cfg.output: table_version(spark, cfg.output), cfg.quarantine: table_version(spark, cfg.quarantine)}
     )
@@ -319,41 +440,33 @@ def run(spark, cfg: IngestConfig, record) -> None:
     print(json.dumps({"run_id": record.run_id, **c}, sort_keys=True))
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(description="Ingest raw corpora into the Delta bronze table.")
-    p.add_argument("--input", required=True, help="file, folder or glob")
-    p.add_argument("--format", required=True, choices=FORMATS)
+def build_parser() -> argparse.ArgumentParser:
+    """Flags map 1:1 onto ``IngestConfig`` fields (``--config`` supplies base values)."""
+    p = cli.job_parser("Ingest raw corpora into the Delta bronze table.", IngestConfig)
+    p.add_argument("--input", help="file, folder or glob (required)")
+    p.add_argument("--format", choices=FORMATS, help="how to read the input (required)")
     p.add_argument("--output", help="bronze table (default: LAKE/bronze)")
     p.add_argument("--quarantine", help="quarantine table (default: LAKE/quarantine)")
-    p.add_argument("--text-col", default="text")
-    p.add_argument("--id-col", default="id")
-    p.add_argument("--source", default="", help="source name stored per row (default: input file name)")
-    p.add_argument("--max-doc-bytes", type=int, default=IngestConfig.max_doc_bytes)
-    cli.add_lake_args(p)
-    return p.parse_args(argv)
+    p.add_argument("--text-col", help="field or column holding the text")
+    p.add_argument("--id-col", help="field or column holding the record id")
+    p.add_argument("--source", help="source name stored per row (default: input file name)")
+    p.add_argument("--max-doc-bytes", type=int, help="larger texts are quarantined as too_large")
+    return p
+
+
+def build_config(args: argparse.Namespace) -> IngestConfig:
+    """IngestConfig from the flags over ``--config``; table paths from either, else the lake's."""
+    tables = {"output": "bronze", "quarantine": "quarantine"}
+    cfg = cli.build_config(args, IngestConfig, tables=tables, required=("input", "format"))
+    if cfg.format not in FORMATS:
+        raise cli.UsageError(f"--format must be one of {FORMATS}, got {cfg.format!r}")
+    if cfg.max_doc_bytes < 1:
+        raise cli.UsageError(f"--max-doc-bytes must be >= 1, got {cfg.max_doc_bytes}")
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
-    cli.setup_logging()
-    args = parse_args(argv)
-    try:
-        cfg = IngestConfig(
-            input=args.input,
-            format=args.format,
-            output=cli.resolve_table(args.output, args.lake, "bronze", "--output"),
-            quarantine=cli.resolve_table(args.quarantine, args.lake, "quarantine", "--quarantine"),
-            text_col=args.text_col,
-            id_col=args.id_col,
-            source=args.source,
-            max_doc_bytes=args.max_doc_bytes,
-        )
-        runs = cli.resolve_table(args.runs, args.lake, "runs", "--runs")
-    except ValueError as exc:
-        log.error("%s", exc)
-        return cli.EXIT_USAGE
-    log.info("config: %s", asdict(cfg))
-    spark = get_spark("lakelm-ingest")
-    return cli.run_job("ingest", asdict(cfg), runs, lambda rec: run(spark, cfg, rec), spark)
+    return cli.run_main("ingest", argv, build_parser(), build_config, run)
 
 
 if __name__ == "__main__":
