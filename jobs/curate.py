@@ -21,7 +21,6 @@ default): documents whose ``url`` (or ``extra.url``) is blocked are dropped with
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -196,7 +195,7 @@ def run(spark, args, cfg, record, index=None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     cli.setup_logging()
-    p = argparse.ArgumentParser(description="Clean and filter BRONZE into SILVER (+ REJECTED).")
+    p = cli.job_parser("Clean and filter BRONZE into SILVER (+ REJECTED).", config=False)
     p.add_argument("--input", help="bronze table (default: LAKE/bronze)")
     p.add_argument("--output", help="silver table (default: LAKE/silver)")
     p.add_argument("--rejected", help="rejected table (default: LAKE/rejected)")
@@ -206,7 +205,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decontaminate-flag-only", action="store_true", help="keep contaminated documents, only flag them")
     p.add_argument("--url-blocklist", metavar="FILE", help="drop documents whose domain, URL or re: pattern is listed")
     p.add_argument("--url-banned-words", action="store_true", help="drop URLs with FineWeb-style banned words")
-    cli.add_lake_args(p)
     args = p.parse_args(argv)
     try:
         args.input = cli.resolve_table(args.input, args.lake, "bronze", "--input")
@@ -222,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     from udfs.curation._config import config_to_dict
 
     log.info("config: %s", json.dumps(config_to_dict(cfg), default=str))
-    spark = get_spark("lakelm-curate")
+    spark = get_spark("lakelm-curate", remote=args.remote)
     job_args = {**vars(args), "resolved_config": config_to_dict(cfg)}
     return cli.run_job("curate", job_args, runs, lambda rec: run(spark, args, cfg, rec, index), spark)
 

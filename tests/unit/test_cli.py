@@ -13,6 +13,7 @@ from jobs import (
     dedup,
     demo,
     export,
+    ingest,
     nightly_score,
     report,
     score,
@@ -27,6 +28,7 @@ PARSERS = {
     "dedup": dedup.build_parser,
     "demo": demo.build_parser,
     "export": export.build_parser,
+    "ingest": ingest.build_parser,
     "report": report.build_parser,
     "score": lambda: scoring_table.build_parser("score"),
     "nightly_score": lambda: scoring_table.build_parser("nightly", stream=False),
@@ -34,7 +36,17 @@ PARSERS = {
     "stats": stats.build_parser,
     "train": train.build_parser,
 }
-SPARK_JOBS = ("build_dataset", "dedup", "demo", "report", "score", "nightly_score", "stats", "train")
+SPARK_JOBS = (
+    "build_dataset",
+    "dedup",
+    "demo",
+    "ingest",
+    "report",
+    "score",
+    "nightly_score",
+    "stats",
+    "train",
+)
 
 
 def _write(tmp_path, values: dict) -> str:
@@ -112,6 +124,7 @@ def test_other_values_in_the_config_file_are_used_unless_a_flag_is_given(tmp_pat
         (train.main, ["--out", "/a", "--distributed", "-1"], "--distributed must be >= 0, got -1"),
         (build_dataset.main, [], "--tokenizer-out required"),
         (score.main, [], "--model required"),
+        (ingest.main, ["--format", "jsonl"], "--input required"),
     ],
 )
 def test_a_bad_or_missing_value_exits_2_with_its_message(main, flags, message, tmp_path, caplog):
@@ -167,3 +180,14 @@ def test_a_config_file_that_is_not_an_object_or_not_json_exits_2(tmp_path, caplo
     bad.write_text("{not json")
     assert dedup.main(["--lake", str(tmp_path), "--config", str(bad)]) == cli.EXIT_USAGE
     assert f"cannot read --config {bad}" in _errors(caplog)
+
+
+def test_ingest_takes_its_input_format_and_tables_from_the_config_file(tmp_path):
+    out = str(tmp_path / "bronze2")
+    cfg_file = _write(tmp_path, {"input": "/data/x.jsonl", "format": "jsonl", "output": out, "text_col": "body"})
+    cfg = ingest.build_config(ingest.build_parser().parse_args(["--lake", str(tmp_path), "--config", cfg_file]))
+    assert (cfg.input, cfg.format, cfg.output, cfg.text_col) == ("/data/x.jsonl", "jsonl", out, "body")
+    assert cfg.quarantine == os.path.join(str(tmp_path), "quarantine")
+    bad = _write(tmp_path, {"input": "/data/x.jsonl", "format": "xml"})
+    with pytest.raises(cli.UsageError, match="--format must be one of"):
+        ingest.build_config(ingest.build_parser().parse_args(["--config", bad]))
