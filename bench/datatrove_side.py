@@ -2,6 +2,7 @@
 
     ../datatrove_venv/bin/python bench/datatrove_side.py filters DOCS.json --repeats 3 [--warmup 8]
     ../datatrove_venv/bin/python bench/datatrove_side.py minhash DOCS.json --repeats 3 [--word-tokenizer whitespace]
+    ../datatrove_venv/bin/python bench/datatrove_side.py decont DOCS.json --eval A.jsonl B.jsonl [--word-tokenizer ...]
 
 The benchmarks that print a ratio against datatrove (``curation_core_speed.py``,
 ``curation/bench_curate_job.py``, ``dedup/bench_signature_speed.py``) write their documents to
@@ -24,6 +25,14 @@ write 14 bucket files, sort them) into a new temp folder per run. ``--word-token
 swaps the step's spaCy word tokenizer for ``str.split`` (datatrove's ``simplify_text`` already leaves
 single-space-separated words), so datatrove does not pay spaCy. Warm-up: both on one document first.
 Returns a sha1 of each document's sorted unique shingle hashes, to compare shingle sets with ours.
+
+``decont``: ``NGramsDecontFilter`` (13-grams, ``find_query_ngrams=True``, default text normalisation) on every
+document, its index built from the same evaluation JSONL files (``--eval``) by datatrove's own
+``NGramsDecontIndexer.compute_hashes`` (query = ``query`` / ``context`` / the gold ``context_options``, label =
+the gold choice / ``continuation``); the indexer's constructor demands lighteval, which reads tasks from the
+Hub, so ``compute_hashes`` is called on a stand-in holding its tokenizer, config and hash function, and the
+``.index.hashes`` files are written as its ``run`` writes them. Index building and loading are outside the
+timer; the filter is warmed up on one document. Returns each document's ``contaminated_task`` (None = kept).
 """
 
 from __future__ import annotations
@@ -124,13 +133,64 @@ def _minhash_main(texts: list[str], repeats: int, word_tokenizer: str) -> dict:
     return {"compute_cpu_s_runs": compute, "run_cpu_s_runs": run, "digests": digests, "word_tokenizer": word_tokenizer}
 
 
+def _query_label(item: dict) -> tuple[str | None, str | None]:
+    """(query, gold label) of one llm-foundry task line; (None, None) for a schema it does not know."""
+    gold = item.get("gold")
+    if "choices" in item and isinstance(gold, int):
+        return item.get("query"), item["choices"][gold]
+    if "context_options" in item and isinstance(gold, int):
+        return item["context_options"][gold], item.get("continuation")
+    if "context" in item:
+        return item["context"], item.get("continuation")
+    return None, None
+
+
+def _decont_main(ids: list[str], texts: list[str], repeats: int, evals: list[str], word_tokenizer: str) -> dict:
+    from types import SimpleNamespace
+
+    import numpy as np
+    from datatrove.data import Document
+    from datatrove.pipeline.decont.n_grams import NGramsDecontConfig, NGramsDecontFilter, NGramsDecontIndexer
+    from datatrove.utils.hashing import create_hash_func
+    from datatrove.utils.typeshelper import Languages
+    from datatrove.utils.word_tokenizers import load_word_tokenizer
+
+    config = NGramsDecontConfig(n_grams=13, find_query_ngrams=True)
+    words = _WhitespaceWords() if word_tokenizer == "whitespace" else load_word_tokenizer(Languages.english)
+    indexer = SimpleNamespace(tokenizer=words, config=config, hash_func=create_hash_func(config.hash_config))
+    folder, sizes = tempfile.mkdtemp(), {}
+    for path in evals:
+        task, hashes = os.path.basename(path).rsplit(".", 1)[0], set()
+        with open(path, encoding="utf-8") as fh:
+            for line in filter(str.strip, fh):
+                query, label = _query_label(json.loads(line))
+                if label:
+                    hashes.update(NGramsDecontIndexer.compute_hashes(indexer, label, query))
+        np.array(sorted(hashes), dtype=config.hash_config.np_descr).tofile(os.path.join(folder, f"{task}.index.hashes"))
+        sizes[task] = len(hashes)
+    step = NGramsDecontFilter(index_folder=folder, config=config)
+    step.tokenizer = words
+    step.load_index_hashes()
+    step.filter(Document(text="warm up the word tokenizer with a few words of text here", id="warmup"))
+    cpu, found = [], None
+    for _ in range(repeats):
+        t0 = time.process_time()
+        docs = [Document(text=t, id=i) for i, t in zip(ids, texts)]
+        for d in docs:
+            step.filter(d)
+        cpu.append(time.process_time() - t0)
+        found = found or {d.id: d.metadata.get("contaminated_task") for d in docs}
+    return {"cpu_s_runs": cpu, "contaminated": found, "index_ngrams": sizes, "word_tokenizer": word_tokenizer}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["filters", "minhash"])
+    p.add_argument("what", choices=["filters", "minhash", "decont"])
     p.add_argument("docs", help='JSON file {"ids": [...], "texts": [...]}')
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=8, help="filters: documents every filter sees before the timer")
-    p.add_argument("--word-tokenizer", default="spacy", choices=["spacy", "whitespace"], help="minhash only")
+    p.add_argument("--word-tokenizer", default="spacy", choices=["spacy", "whitespace"], help="minhash, decont")
+    p.add_argument("--eval", nargs="+", default=[], help="decont: evaluation JSONL files (task = file stem)")
     args = p.parse_args(argv)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, "1")  # one thread, as our side
@@ -148,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         version = _v("datatrove")
     if args.what == "filters":
         out = _filters_main(docs["ids"], docs["texts"], args.repeats, args.warmup)
+    elif args.what == "decont":
+        out = _decont_main(docs["ids"], docs["texts"], args.repeats, args.eval, args.word_tokenizer)
     else:
         out = _minhash_main(docs["texts"], args.repeats, args.word_tokenizer)
     out["datatrove_version"] = version
