@@ -35,7 +35,7 @@ EXTRAS = {
     "html": ["trafilatura>=1.8"],  # alternative HTML extractor (normalize.html_extractor="trafilatura")
     "hf": ["transformers>=4.56"],  # other HF architectures (from_pretrained(dtype=) needs 4.56)
     "dev": [
-        *CONNECT,  # tests/spark/test_connect.py runs the demo through a local Connect server
+        *CONNECT,  # tests/spark/test_demo.py also runs the demo through a local Spark Connect server
         "pytest>=8",
         "transformers>=4.56",  # tests/unit/test_model_hf.py builds tiny reference checkpoints with it
         "deltalake>=0.20",  # delta-rs: proves our tables are readable outside Spark

@@ -20,9 +20,11 @@ Parquet stores it compactly, and pyarrow hands the trainer a flat int32 buffer w
 - Packing: each partition concatenates its documents (each ending in ``<|endoftext|>``) and cuts
   windows; the tail of each partition and split (< one window) is dropped and counted.
 - One pass: tokenising, packing and the accounting (docs, tokens, bytes, tails) happen in a single
-  ``mapInArrow`` after the shuffle that streams the windows straight into the Delta write; the counts
-  come back through an accumulator and are checked against the rows the write committed. Nothing
-  is cached or read twice.
+  ``mapInArrow`` after the shuffle, which emits the windows and, after each partition's last window,
+  one counts row per split. Those rows are persisted (memory, spilling to disk) for the one Delta
+  write, which takes the windows; the counts rows are then collected from the persisted rows (no
+  second read or tokenisation) and checked against the rows the write committed. Only the public
+  DataFrame API is used, so the job runs the same on a Spark Connect session.
 - Metadata (tokenizer sha256, vocab and block size, documents, tokens, windows per split, input
   table version) is committed right after the data, as the table property ``lakelm.dataset`` with the
   same JSON in that commit's ``userMetadata`` (the version the trainer pins), and goes to the runs
@@ -92,39 +94,21 @@ def build_tokenizer(spark, docs, cfg: DatasetConfig):
     return train_bpe((r[0] for r in sample.toLocalIterator()), cfg.vocab_size)
 
 
-class _SplitStats:
-    """Spark accumulator of per-split counts (`udfs.tokenize.STAT_FIELDS`): tasks add, the driver reads.
-
-    Updates from the write's tasks reach the driver once per partition: Spark merges the accumulator
-    updates of a result stage only from a partition's first successful attempt, so retried or
-    speculative tasks are not counted twice (and the job checks the sums against the rows written).
-    """
-
-    @staticmethod
-    def zero(value):
-        return {}
-
-    @staticmethod
-    def addInPlace(a, b):
-        from udfs.tokenize import add_stats
-
-        return add_stats(a, b)
-
-
-def transform(docs, tokenizer_path: str, cfg: DatasetConfig, stats_acc=None, rule: dict | None = None):
-    """Documents -> packed windows (``window_id``, ``split``, ``tokens``), counting into ``stats_acc``.
+def transform(docs, tokenizer_path: str, cfg: DatasetConfig, rule: dict | None = None):
+    """Documents -> packed rows (`udfs.tokenize.PACKED_SCHEMA`): the windows, then the counts rows.
 
     ``rule`` is the split (`jobs.splits.plan_split`); None = the plain hash split of ``cfg`` with no
     small-table guarantee. One pass: split and order keys and byte counts are computed in the JVM, the text is
     shuffled into ``pack_partitions`` hash partitions, sorted, then tokenised, packed and counted by one
-    ``mapInArrow`` (`udfs.tokenize.tokenize_and_pack`), so nothing is re-read or re-tokenised. Each
-    partition adds its per-split counts to ``stats_acc`` (an accumulator of `_SplitStats`, or None)
-    once it has emitted its last window.
+    ``mapInArrow`` (`udfs.tokenize.tokenize_and_pack`), so nothing is re-read or re-tokenised. Window rows
+    (``window_id``, ``split``, ``tokens``; `window_rows` selects them) have a null ``stats``; after its last
+    window each partition emits one counts row per split it saw (`split_stats` sums them). A retried
+    task emits its rows again in place of the failed attempt's, so nothing is counted twice.
     """
     from pyspark.sql import functions as F
 
     from jobs.splits import split_column
-    from udfs.tokenize import WINDOWS_SCHEMA, load_tokenizer_cached, tokenize_and_pack
+    from udfs.tokenize import PACKED_SCHEMA, load_tokenizer_cached, stats_batch, tokenize_and_pack, with_stats_column
 
     if rule is None:
         rule = {
@@ -145,11 +129,11 @@ def transform(docs, tokenizer_path: str, cfg: DatasetConfig, stats_acc=None, rul
         tok = load_tokenizer_cached(tokenizer_path)
         stats: dict[str, list[int]] = {}
         for i, out in enumerate(tokenize_and_pack(batches, tok, window, TaskContext.get().partitionId(), stats)):
-            yield out
+            yield with_stats_column(out)
             if i == 0:
                 maybe_kill_worker("build_dataset")  # test-only fault switch, after the first windows left
-        if stats_acc is not None:
-            stats_acc.add(stats)
+        if stats:
+            yield stats_batch(stats)
 
     return (
         docs.select(
@@ -162,8 +146,27 @@ def transform(docs, tokenizer_path: str, cfg: DatasetConfig, stats_acc=None, rul
         .repartition(cfg.pack_partitions, "order_key")
         .sortWithinPartitions("order_key", C.DOC_ID)
         .select("split", C.TEXT, "n_bytes")
-        .mapInArrow(pack, WINDOWS_SCHEMA)
+        .mapInArrow(pack, PACKED_SCHEMA)
     )
+
+
+def window_rows(packed):
+    """The window rows of `transform`'s output: ``window_id``, ``split``, ``tokens`` (the token table)."""
+    from pyspark.sql import functions as F
+
+    return packed.filter(F.col("stats").isNull()).drop("stats")
+
+
+def split_stats(packed) -> dict[str, dict[str, int]]:
+    """Per split, the counts rows of `transform`'s output summed: ``{split: {field: n}}`` (`STAT_FIELDS`)."""
+    from pyspark.sql import functions as F
+
+    from udfs.tokenize import STAT_FIELDS, add_stats
+
+    totals: dict[str, list[int]] = {}
+    for row in packed.filter(F.col("stats").isNotNull()).select("split", "stats").collect():
+        add_stats(totals, {row.split: row.stats})
+    return {split: dict(zip(STAT_FIELDS, values)) for split, values in totals.items()}
 
 
 def _sql_string(value: str) -> str:
@@ -215,17 +218,16 @@ def run(spark, cfg: DatasetConfig, record) -> None:
     tok_path = os.path.join(cfg.tokenizer_out, "tokenizer.json")
     tok.save(tok_path)
 
-    from udfs.tokenize import STAT_FIELDS
+    from pyspark import StorageLevel
 
-    acc = spark.sparkContext.accumulator({}, _SplitStats())
-    (
-        transform(docs, tok_path, cfg, acc, rule)  # the only pass over the text: tokenise, pack, write, count
-        .write.format("delta")
-        .mode("overwrite")
-        .option("overwriteSchema", "true")
-        .save(cfg.output)
-    )
-    stats = {split: dict(zip(STAT_FIELDS, values)) for split, values in acc.value.items()}
+    # the only pass over the text: tokenise, pack and count, persisted so that the counts rows are read
+    # back from the write's own rows (a heap-only cache could not hold a large table's windows)
+    packed = transform(docs, tok_path, cfg, rule).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        window_rows(packed).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(cfg.output)
+        stats = split_stats(packed)
+    finally:
+        packed.unpersist()
     window = cfg.block_size + 1
     windows = {
         s: (stats[s]["tokens"] - stats[s]["tail_tokens"]) // window if s in stats else 0 for s in ("train", "val")

@@ -3,8 +3,9 @@
 The algorithm is large-star / small-star (Kiveris et al., "Connected Components in MapReduce and
 Beyond", SoCC 2014): alternating two local rewrites turns every component into a star around its
 smallest node in O(log^2 n) rounds, with no edge list ever collected to the driver. Each round's
-edges are checkpointed so the lineage (and the driver's plan) stays small however many rounds run.
-No GraphFrames: two aggregations and two joins per round.
+edges are materialised (the caller's staging function, else a local checkpoint) so the lineage (and
+the driver's plan) stays small however many rounds run. No GraphFrames: two aggregations and two
+joins per round; only the DataFrame API, so it runs the same on a Spark Connect session.
 """
 
 from __future__ import annotations
@@ -57,19 +58,21 @@ def _small_star(down):
     )
 
 
-def connected_components(edges, max_iterations: int = 60, checkpoint: bool = True):
+def connected_components(edges, max_iterations: int = 60, materialize=None):
     """Label every node that appears in ``edges`` with the smallest node id of its component.
 
     Per round: one large-star and one small-star step (each a groupBy + join + distinct), then the
-    new edge set is checkpointed and compared with the previous one; the loop stops when a round
+    new edge set is materialised and compared with the previous one; the loop stops when a round
     changes nothing. Nodes without edges are not in the output (callers label them themselves).
 
     Args:
         edges: DataFrame with columns ``src`` and ``dst`` of one orderable type (string or long);
             direction and duplicates do not matter.
         max_iterations: safety bound on rounds (convergence takes O(log^2 n)); exceeding it raises.
-        checkpoint: checkpoint each round's edges (needs ``spark.sparkContext.setCheckpointDir``);
-            False uses local checkpoints (faster, not fault tolerant).
+        materialize: ``(DataFrame, name) -> DataFrame`` that computes a round's edges once and returns
+            them with a short lineage (dedup writes them to its staging folder and reads them back:
+            fault tolerant, like a reliable checkpoint); names are ``cc-round-<i>``. None = a local
+            checkpoint (executor storage: faster, lost with an executor).
 
     Returns:
         ``(components, iterations)``: a DataFrame ``(node, component)`` and the number of rounds.
@@ -85,12 +88,14 @@ def connected_components(edges, max_iterations: int = 60, checkpoint: bool = Tru
     """
     from pyspark.sql import functions as F
 
-    def _materialize(df):
-        return df.checkpoint(eager=True) if checkpoint else df.localCheckpoint(eager=True)
+    def _materialize(df, iteration: int):
+        if materialize is None:
+            return df.localCheckpoint(eager=True)
+        return materialize(df, f"cc-round-{iteration}")
 
-    down = _materialize(_large_star(_undirected(edges)))
+    down = _materialize(_large_star(_undirected(edges)), 0)
     for iteration in range(1, max_iterations + 1):
-        nxt = _materialize(_large_star(_undirected(_small_star(down))))
+        nxt = _materialize(_large_star(_undirected(_small_star(down))), iteration)
         changed = nxt.exceptAll(down).limit(1).count() + down.exceptAll(nxt).limit(1).count()
         down = nxt
         log.info("connected components: round %d, %d edges, changed=%s", iteration, down.count(), bool(changed))

@@ -72,7 +72,7 @@ def minhash_config(cfg: DedupConfig):
     return MinHashConfig(n_grams=cfg.ngram, num_perm=bands * rows, bands=bands, rows=rows)
 
 
-def transform(docs, existing, cfg: DedupConfig, mh_cfg, checkpoint: bool = True, materialize=None):
+def transform(docs, existing, cfg: DedupConfig, mh_cfg, materialize=None):
     """Return ``(labelled, iterations)``: every input doc with ``drop_reason``, ``duplicate_of``,
     ``cluster_id``, ``cluster_size`` and the columns gold stores (``norm_hash``, MinHash).
 
@@ -82,7 +82,8 @@ def transform(docs, existing, cfg: DedupConfig, mh_cfg, checkpoint: bool = True,
     applied to the MinHash signatures (name "minhash"), which both the LSH graph and the output
     read, and to the candidates' shingle sets ("shingles"), which both rounds of ``lsh_edges``
     read: the job passes a stage-to-disk function so each is computed once and never cached on
-    the heap.
+    the heap. It also materialises every round of connected components (``cc-round-<i>``); with
+    None those are local checkpoints.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -125,7 +126,7 @@ def transform(docs, existing, cfg: DedupConfig, mh_cfg, checkpoint: bool = True,
         if existing is not None:
             texts = texts.unionByName(existing.select(C.DOC_ID, C.TEXT))
     edges = lsh_edges(matchable, texts, cfg, mh_cfg.n_grams, materialize)
-    comps, iterations = connected_components(edges, checkpoint=checkpoint)
+    comps, iterations = connected_components(edges, materialize=materialize)
 
     flags = nodes.select(C.DOC_ID, "_existing")
     labelled = flags.join(comps.withColumnRenamed("node", C.DOC_ID), C.DOC_ID, "left").withColumn(
@@ -260,10 +261,11 @@ def run(spark, cfg: DedupConfig, record) -> None:
         docs = docs.join(existing.select(C.DOC_ID), C.DOC_ID, "left_anti")  # already in gold: not new
     mh_cfg = minhash_config(cfg)
     checkpoint_dir = cfg.checkpoint_dir or cfg.output.rstrip("/") + "_checkpoints"
-    spark.sparkContext.setCheckpointDir(checkpoint_dir)
-    # Intermediate results are staged as Parquet under the checkpoint folder, not cached: a heap
-    # cache of the wide rows (text + 112 signature values) needs driver memory that grows with the
-    # corpus in local mode (OOM at 300k documents with 1 GiB), while a staged file streams.
+    # Intermediate results (MinHash, shingles, every connected-components round) are staged as Parquet
+    # under the checkpoint folder, not cached: a heap cache of the wide rows (text + 112 signature
+    # values) needs driver memory that grows with the corpus in local mode (OOM at 300k documents
+    # with 1 GiB), while a staged file streams. Written and read back through the DataFrame API, the
+    # staged rounds do what a reliable checkpoint does, on classic and Spark Connect sessions alike.
     staging = f"{checkpoint_dir.rstrip('/')}/staging-{record.run_id}"
 
     def stage(df, name):
@@ -273,14 +275,34 @@ def run(spark, cfg: DedupConfig, record) -> None:
     try:
         _write_outputs(spark, cfg, docs, existing, mh_cfg, stage, record)
     finally:
-        _delete_path(spark, staging)
+        _delete_path(staging)
 
 
-def _delete_path(spark, path: str) -> None:
-    """Recursively delete ``path`` through Hadoop's FileSystem (local, HDFS or object stores)."""
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(hpath, True)
+def _delete_path(path: str) -> None:
+    """Recursively delete the staging folder ``path`` from this process, with no JVM call.
+
+    A local path (or ``file:``) is removed directly; a URI (``hdfs://``, ``s3://``, ``gs://``...)
+    through pyarrow's file systems. A folder that cannot be deleted is logged with what to do, not
+    raised: the job's tables are committed by then. With a remote Spark Connect server a local path
+    names the server's disk, so point ``--checkpoint-dir`` at storage both can reach.
+    """
+    import os
+    import shutil
+    from urllib.parse import urlparse
+
+    scheme = urlparse(path).scheme
+    try:
+        if scheme in ("", "file"):
+            local = urlparse(path).path if scheme else path
+            if os.path.exists(local):
+                shutil.rmtree(local)
+        else:
+            from pyarrow import fs
+
+            filesystem, inner = fs.FileSystem.from_uri(path)
+            filesystem.delete_dir(inner)
+    except Exception as exc:  # noqa: BLE001 - cleanup must not hide the run's own outcome
+        log.warning("could not delete the staging folder %s (%s): delete it by hand", path, exc)
 
 
 def _write_outputs(spark, cfg: DedupConfig, docs, existing, mh_cfg, stage, record) -> None:

@@ -1,7 +1,11 @@
-"""Delta Lake I/O shared by the jobs: create-if-missing, insert-only MERGE, versions.
+"""Delta Lake I/O shared by the jobs: create-if-missing, insert-only MERGE, versions, history.
 
-All table identities are passed to Delta's API as paths (``DeltaTable.forPath``), never spliced
-into SQL strings.
+On a classic session every table identity is passed to Delta's API as a path (``DeltaTable.forPath``),
+never spliced into SQL strings. On a Spark Connect session that Python API needs Delta Connect's
+server plugin, which a server started from pyspark (``SPARK_REMOTE=local[N]``) does not have, so the
+same operations go through Delta's SQL (``DESCRIBE HISTORY``, ``CREATE TABLE IF NOT EXISTS``,
+``MERGE INTO``) on ``delta.`path``` with backticks doubled (`table_ref`); the jobs' paths have passed
+`jobs.lake.validate_table_path` (no quotes, backticks, ``;`` or control characters) before they get here.
 """
 
 from __future__ import annotations
@@ -9,6 +13,64 @@ from __future__ import annotations
 import logging
 
 log = logging.getLogger(__name__)
+
+_FLAG = "_lakelm_update"  # source column of a Connect MERGE: the row's update condition, evaluated first
+
+
+def _connect(spark) -> bool:
+    from jobs.spark import is_connect
+
+    return is_connect(spark)
+
+
+def table_ref(path: str) -> str:
+    """The SQL name of the Delta table at ``path``: ``delta.`path``` with backticks doubled."""
+    return "delta.`" + str(path).replace("`", "``") + "`"
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _sql_string(value: str) -> str:
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _ddl(schema) -> str:
+    """Column list for CREATE TABLE from a ``StructType`` (a DDL string is returned as given)."""
+    if isinstance(schema, str):
+        return schema
+    return ", ".join(
+        f"{_quote(f.name)} {f.dataType.simpleString()}" + ("" if f.nullable else " NOT NULL") for f in schema.fields
+    )
+
+
+def history(spark, path: str, limit: int | None = None):
+    """The commits of the Delta table at ``path``, newest first (``DESCRIBE HISTORY``'s columns).
+
+    Args:
+        spark: the session, classic or Spark Connect.
+        path: an existing Delta table.
+        limit: only the newest ``limit`` commits; None = all.
+
+    Returns:
+        A DataFrame with ``version``, ``operation``, ``operationMetrics``, ``userMetadata``, ...
+    """
+    if not _connect(spark):
+        from delta.tables import DeltaTable
+
+        table = DeltaTable.forPath(spark, path)
+        return table.history(limit) if limit else table.history()
+    return spark.sql(f"DESCRIBE HISTORY {table_ref(path)}" + (f" LIMIT {int(limit)}" if limit else ""))
+
+
+def is_delta_table(spark, path: str) -> bool:
+    """True when ``path`` holds a Delta table (False for a missing folder or plain files)."""
+    if not _connect(spark):
+        from delta.tables import DeltaTable
+
+        return DeltaTable.isDeltaTable(spark, path)
+    return table_version(spark, path) is not None
 
 
 def ensure_table(spark, path: str, schema, partition_by: list[str] | None = None, properties=None):
@@ -22,8 +84,16 @@ def ensure_table(spark, path: str, schema, partition_by: list[str] | None = None
         properties: Delta table properties (dict of str), or None.
 
     Returns:
-        The ``DeltaTable``.
+        The ``DeltaTable`` (None on a Spark Connect session, where the table is created with SQL).
     """
+    if _connect(spark):
+        partitions = f" PARTITIONED BY ({', '.join(map(_quote, partition_by))})" if partition_by else ""
+        props = ", ".join(f"{_sql_string(k)} = {_sql_string(v)}" for k, v in (properties or {}).items())
+        spark.sql(
+            f"CREATE TABLE IF NOT EXISTS {table_ref(path)} ({_ddl(schema)}) USING delta{partitions}"
+            + (f" TBLPROPERTIES ({props})" if props else "")
+        )
+        return None
     from delta.tables import DeltaTable
     from pyspark.sql.types import _parse_datatype_string
 
@@ -46,6 +116,44 @@ def _key_condition(keys: list[str]):
     return reduce(lambda a, b: a & b, [F.col(f"t.`{k}`").eqNullSafe(F.col(f"s.`{k}`")) for k in keys])
 
 
+def _merge_sql(spark, path: str, df, keys: list[str], update_if=None) -> None:
+    """Spark Connect's MERGE: ``df`` into the table at ``path`` through ``MERGE INTO`` SQL.
+
+    Rows whose ``keys`` are new are inserted; with ``update_if`` (a Column over target ``t`` and source
+    ``s``), a matching row is replaced where it holds. A Column cannot be written as SQL, so it is
+    evaluated first, by joining ``df`` to the table's current rows, into a flag column the MERGE reads.
+    """
+    import uuid
+
+    from pyspark.sql import functions as F
+
+    columns = list(df.columns)
+    source = df
+    if update_if is not None:
+        target = spark.read.format("delta").load(path).alias("t")
+        source = (
+            df.alias("s")
+            .join(target, _key_condition(keys), "left")
+            .select(*[F.col(f"s.{_quote(c)}") for c in columns], F.coalesce(update_if, F.lit(False)).alias(_FLAG))
+        )
+    view = f"lakelm_merge_{uuid.uuid4().hex}"
+    source.createOrReplaceTempView(view)
+    on = " AND ".join(f"t.{_quote(k)} <=> s.{_quote(k)}" for k in keys)
+    names = ", ".join(map(_quote, columns))
+    values = ", ".join(f"s.{_quote(c)}" for c in columns)
+    update = ""
+    if update_if is not None:
+        assignments = ", ".join(f"t.{_quote(c)} = s.{_quote(c)}" for c in columns)
+        update = f" WHEN MATCHED AND s.{_FLAG} THEN UPDATE SET {assignments}"
+    try:
+        spark.sql(
+            f"MERGE INTO {table_ref(path)} AS t USING {view} AS s ON {on}{update} "
+            f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
+        )
+    finally:
+        spark.catalog.dropTempView(view)
+
+
 def merge_insert_new(spark, path: str, df, keys: list[str], replace_if=None) -> dict[str, int]:
     """Insert the rows of ``df`` whose ``keys`` are not yet in the table (and replace those ``replace_if``
     selects); change nothing else.
@@ -64,15 +172,16 @@ def merge_insert_new(spark, path: str, df, keys: list[str], replace_if=None) -> 
     Returns:
         ``{"inserted": n, "updated": m}`` read from Delta's commit metrics.
     """
-    from delta.tables import DeltaTable
-
-    target = DeltaTable.forPath(spark, path)
     before = table_version(spark, path)
-    cond = _key_condition(keys)
-    merge = target.alias("t").merge(df.alias("s"), cond)
-    if replace_if is not None:
-        merge = merge.whenMatchedUpdateAll(condition=replace_if)
-    merge.whenNotMatchedInsertAll().execute()
+    if _connect(spark):
+        _merge_sql(spark, path, df, keys, replace_if)
+    else:
+        from delta.tables import DeltaTable
+
+        merge = DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), _key_condition(keys))
+        if replace_if is not None:
+            merge = merge.whenMatchedUpdateAll(condition=replace_if)
+        merge.whenNotMatchedInsertAll().execute()
     if table_version(spark, path) == before:  # a MERGE that changes nothing commits nothing
         return {"inserted": 0, "updated": 0}
     metrics = last_operation_metrics(spark, path)
@@ -84,9 +193,7 @@ def merge_insert_new(spark, path: str, df, keys: list[str], replace_if=None) -> 
 
 def last_commit(spark, path: str) -> tuple[int, dict[str, str]]:
     """(version, operationMetrics) of the table's latest commit; metrics are strings, as Delta records them."""
-    from delta.tables import DeltaTable
-
-    row = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()
+    row = history(spark, path, 1).select("version", "operationMetrics").first()
     return int(row.version), dict(row.operationMetrics or {})
 
 
@@ -97,11 +204,16 @@ def last_operation_metrics(spark, path: str) -> dict[str, str]:
 
 def table_version(spark, path: str) -> int | None:
     """Latest committed version of the Delta table at ``path``; None if there is no table."""
-    from delta.tables import DeltaTable
+    if _connect(spark):
+        from pyspark.errors import AnalysisException
 
-    if not DeltaTable.isDeltaTable(spark, path):
+        try:  # DESCRIBE HISTORY of a folder that holds no Delta table is an analysis error
+            return int(history(spark, path, 1).select("version").first()[0])
+        except AnalysisException:
+            return None
+    if not is_delta_table(spark, path):
         return None
-    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
+    return int(history(spark, path, 1).select("version").first()[0])
 
 
 def append_new(spark, path: str, df, keys: list[str]) -> int:
@@ -146,22 +258,25 @@ def merge_upsert_changed(spark, path: str, df, keys: list[str], version_col: str
     Returns:
         ``{"inserted": n, "updated": m}`` from Delta's commit metrics.
     """
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
-    target = DeltaTable.forPath(spark, path)
     before = table_version(spark, path)
-    cond = _key_condition(keys)
     changed = ~F.col(f"t.`{version_col}`").eqNullSafe(F.col(f"s.`{version_col}`"))
     if replace_if is not None:
         changed = changed | replace_if
-    (
-        target.alias("t")
-        .merge(df.alias("s"), cond)
-        .whenMatchedUpdateAll(condition=changed)
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+    if _connect(spark):
+        _merge_sql(spark, path, df, keys, changed)
+    else:
+        from delta.tables import DeltaTable
+
+        (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(df.alias("s"), _key_condition(keys))
+            .whenMatchedUpdateAll(condition=changed)
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
     if table_version(spark, path) == before:
         return {"inserted": 0, "updated": 0}
     metrics = last_operation_metrics(spark, path)

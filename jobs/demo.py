@@ -62,14 +62,14 @@ def _stage(name: str, fn, *args) -> None:
 
 def summarize(spark, lake: str) -> None:
     """Print row counts of every table present and the bronze/quarantine breakdown."""
-    from delta.tables import DeltaTable
+    from jobs.delta_io import table_version
 
     print("\n=== summary ===")
     for name in TABLES:
         path = lake_table(lake, name)
-        if DeltaTable.isDeltaTable(spark, path):
+        version = table_version(spark, path)
+        if version is not None:
             df = spark.read.format("delta").load(path)
-            version = DeltaTable.forPath(spark, path).history(1).first().version
             print(f"{name:<11} {df.count():>8} rows  (Delta version {version})  {path}")
     bronze = spark.read.format("delta").load(table_path(lake, "bronze"))
     print("\nbronze documents per source:")

@@ -129,15 +129,16 @@ def run_ranks(spark, n: int, mode: str, fn: Callable[..., Any], *args: Any) -> A
     """
     from pyspark.ml.torch.distributor import TorchDistributor
 
-    placement = resolve_mode(mode, spark.sparkContext.master)
+    from jobs.spark import session_master
+
+    master = session_master(spark)  # from the configuration: a Spark Connect session has no SparkContext
+    placement = resolve_mode(mode, master)
     if placement == "driver":
         import torch
 
         use_gpu = torch.cuda.is_available()
     else:
         use_gpu = float(spark.conf.get("spark.task.resource.gpu.amount", "0") or 0) > 0
-    log.info(
-        "TorchDistributor: %d ranks on the %s, gpu=%s (master %s)", n, placement, use_gpu, spark.sparkContext.master
-    )
+    log.info("TorchDistributor: %d ranks on the %s, gpu=%s (master %s)", n, placement, use_gpu, master)
     distributor = TorchDistributor(num_processes=n, local_mode=placement == "driver", use_gpu=use_gpu)
     return distributor.run(fn, *args)

@@ -55,8 +55,6 @@ def append_run(spark, runs_path: str, record: RunRecord) -> None:
     Failures to write the run record are logged and re-raised: a run that cannot be recorded is
     not a successful run.
     """
-    from pyspark.sql.types import _parse_datatype_string
-
     row = (
         record.run_id,
         record.job,
@@ -70,8 +68,7 @@ def append_run(spark, runs_path: str, record: RunRecord) -> None:
         record.error,
         json.dumps(record.extra, sort_keys=True, default=str),
     )
-    schema = _parse_datatype_string(RUNS_SCHEMA)
-    df = spark.createDataFrame([row], schema=schema)
+    df = spark.createDataFrame([row], schema=RUNS_SCHEMA)  # a DDL string: parsed by the session, either kind
     df.write.format("delta").mode("append").save(runs_path)
     log.info("run %s (%s) recorded in %s: %s", record.run_id, record.job, runs_path, record.status)
 

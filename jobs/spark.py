@@ -12,12 +12,22 @@ set once as ``spark.master`` in spark-defaults.conf. A master the user names (``
 ``$LAKELM_MASTER``, ``spark-submit --master``, ``--conf spark.master=``, a properties file) is
 always used as given; only ``spark-submit`` with no master at all, which Spark turns into
 ``local[*]``, is upgraded to the default.
+
+Spark Connect: with ``remote=`` (a job's ``--remote``) or ``$SPARK_REMOTE`` the factory returns a
+Spark Connect session instead. ``local[N]`` starts pyspark's own local Connect server (a Spark
+driver in this process, serving gRPC on port 15002) configured from the same file, Delta extension
+and catalog included; ``sc://host:port`` connects to a running server, which must have been started
+with the Delta extension and catalog (static settings a client cannot change; a warning says so when
+they are missing), and gets the file's runtime settings. Jobs use only what both kinds of session
+offer: the DataFrame API and SQL, no ``sparkContext``, accumulators or JVM calls. `is_connect`,
+`session_master` and `default_parallelism` answer the few questions jobs ask of the session.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -28,6 +38,10 @@ DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "spark-defaults.conf"
 FALLBACK_MASTER = "local[*,4]"
 # spark-submit's own default when it is given no master (SparkSubmitArguments).
 _SUBMIT_IMPLICIT_MASTER = "local[*]"
+# Log level of the driver's own (log4j) logging; Spark 4 applies spark.log.level at startup, in classic
+# sessions and local Connect servers alike.
+_LOG_LEVEL_ENV = "LAKELM_SPARK_LOG_LEVEL"
+_DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 # spark-submit options that take no value; every other option consumes the next argument.
 _SUBMIT_FLAGS = {"--verbose", "-v", "--supervise", "--help", "-h", "--version", "--usage-error"}
 
@@ -149,7 +163,8 @@ def get_spark(
             None uses ``$SPARK_REMOTE`` when set, else a classic session.
 
     Returns:
-        A SparkSession with the Delta extension and catalog configured.
+        A SparkSession with the Delta extension and catalog configured: classic, or Spark Connect
+        when ``remote`` or ``$SPARK_REMOTE`` is given (one log line says which, and where).
 
     Example:
         >>> spark = get_spark("explore")                                  # doctest: +SKIP
@@ -165,6 +180,12 @@ def get_spark(
     # `python3` on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    remote = remote or os.environ.get("SPARK_REMOTE")
+    log_level = {"spark.log.level": os.environ.get(_LOG_LEVEL_ENV, "WARN")}
+    if remote:
+        path = _defaults_path()
+        props = read_properties(path) if path is not None else {}
+        return _connect_session(app_name, remote, {**log_level, **props, **(conf or {})})
 
     from pyspark import SparkConf, SparkContext
 
@@ -179,7 +200,7 @@ def get_spark(
     builder = SparkSession.builder.appName(app_name)
     path = _defaults_path()
     props = read_properties(path) if path is not None else {}
-    for key, value in props.items():
+    for key, value in {**log_level, **props}.items():
         if not (under_submit and submitted.contains(key)):
             builder = builder.config(key, value)
     for key, value in (conf or {}).items():
@@ -192,6 +213,85 @@ def get_spark(
     elif under_submit and _submit_master_is_implicit(submitted.get("spark.master", None)):
         builder = builder.master(props.get("spark.master", FALLBACK_MASTER))
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(os.environ.get("LAKELM_SPARK_LOG_LEVEL", "WARN"))
-    log.info("Spark %s session %r on %s", spark.version, app_name, spark.sparkContext.master)
+    log.info("Spark %s classic session %r on %s", spark.version, app_name, session_master(spark))
     return spark
+
+
+def _connect_session(app_name: str, remote: str, props: dict[str, str]):
+    """A Spark Connect session at ``remote`` (``sc://host:port``, or ``local[N]`` for a local server).
+
+    A local server is started with every property (its master is ``remote`` itself, not the file's
+    ``spark.master``); a running server keeps its own static settings and gets the runtime ones.
+    """
+    import warnings
+
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.remote(remote).appName(app_name)
+    for key, value in props.items():
+        if key != "spark.master":
+            builder = builder.config(key, value)
+    with warnings.catch_warnings():
+        # pyspark re-applies every property as a runtime setting after connecting and warns for each
+        # static one (already applied by a local server; a running server keeps its own): noise here.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"pyspark\.sql\.connect\.conf")
+        spark = builder.getOrCreate()
+    extensions = spark.conf.get("spark.sql.extensions", "") or ""
+    if _DELTA_EXTENSION not in extensions:
+        log.warning(
+            "the Spark Connect server at %s runs without %s: start it with spark-defaults.conf "
+            "(--properties-file) so Delta tables can be read and written",
+            remote,
+            _DELTA_EXTENSION,
+        )
+    where = f"a local server ({remote}, sc://localhost:15002)" if remote.startswith("local") else remote
+    log.info("Spark %s Spark Connect session %r via %s", spark.version, app_name, where)
+    return spark
+
+
+def is_connect(spark) -> bool:
+    """True for a Spark Connect session, False for a classic one.
+
+    Args:
+        spark: a SparkSession of either kind.
+
+    Returns:
+        Whether ``spark`` talks to its driver over Spark Connect (no ``sparkContext``, no JVM).
+    """
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def session_master(spark) -> str:
+    """The master URL the session's driver runs on (``local[*,4]``, ``spark://...``), either kind of session.
+
+    Args:
+        spark: a SparkSession, classic or Spark Connect.
+
+    Returns:
+        The driver's ``spark.master``; "" when the server does not say.
+    """
+    return spark.conf.get("spark.master", "") or ""
+
+
+def default_parallelism(spark) -> int:
+    """Task slots to spread a small input over: Spark's default parallelism.
+
+    A classic session asks its SparkContext (every executor core on a cluster). Spark Connect has
+    no SparkContext, so it is read from the configuration: ``spark.default.parallelism`` when set,
+    else the cores of a ``local[N]`` / ``local[*]`` master, else ``spark.sql.shuffle.partitions``.
+
+    Args:
+        spark: a SparkSession, classic or Spark Connect.
+
+    Returns:
+        A positive number of partitions.
+    """
+    if not is_connect(spark):
+        return spark.sparkContext.defaultParallelism
+    value = spark.conf.get("spark.default.parallelism", None)
+    if value:
+        return max(1, int(value))
+    local = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\d+)?\])?", session_master(spark))
+    if local:
+        return 1 if local.group(1) is None else (os.cpu_count() or 1) if local.group(1) == "*" else int(local.group(1))
+    return max(1, int(spark.conf.get("spark.sql.shuffle.partitions", "200") or 200))

@@ -160,9 +160,9 @@ def collect_counts(spark, runs_path: str) -> tuple[dict[str, dict[str, int]], di
 
 
 def run(spark, runs_path: str, output: str, png: str | None, record) -> None:
-    from delta.tables import DeltaTable
+    from jobs.delta_io import is_delta_table, table_version
 
-    if not DeltaTable.isDeltaTable(spark, runs_path):
+    if not is_delta_table(spark, runs_path):
         raise cli.UsageError(f"--runs {runs_path} is not a Delta table: run the jobs first")
     job_counts, run_ids = collect_counts(spark, runs_path)
     rows = funnel_rows(job_counts, run_ids)
@@ -177,7 +177,7 @@ def run(spark, runs_path: str, output: str, png: str | None, record) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(png)), exist_ok=True)
         plot_funnel(rows, png)
     record.counts.update(stages=len(rows))
-    record.output_versions[output] = DeltaTable.forPath(spark, output).history(1).first().version
+    record.output_versions[output] = table_version(spark, output)
     for r in rows:
         log.info("%-7s %-18s in %8d kept %8d dropped %7d", r["job"], r["stage"], r["in"], r["kept"], r["dropped"])
     print(json.dumps({"run_id": record.run_id, "stages": len(rows), "output": output, "png": png}))

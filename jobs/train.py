@@ -75,7 +75,9 @@ def run(spark, args, record) -> None:
         driver_identity(),
     )
     world = args.distributed if args.distributed and args.distributed > 1 else 1
-    mode = resolve_mode(args.distributed_mode, spark.sparkContext.master) if world > 1 else "single"
+    from jobs.spark import session_master
+
+    mode = resolve_mode(args.distributed_mode, session_master(spark)) if world > 1 else "single"
     if world > 1:
         run_ranks(spark, world, mode, train_process, *fn_args)
         missing = [r for r in range(world) if not Path(work_dir, f"rank-{r}.done").exists()]

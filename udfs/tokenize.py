@@ -3,8 +3,8 @@
 Pure core: `tokenize_texts` (a batch of texts -> token arrays + per-row errors) and `WindowPacker`
 (a stream of token arrays -> windows of ``block_size + 1`` tokens). The Spark adapters
 (`make_tokenize_udf`; `tokenize_and_pack`, which the job runs through ``mapInArrow`` to tokenise, pack
-and count in one pass, the counts leaving through a Spark accumulator) are thin: the tokenizer is
-loaded once per Python worker and cached by path and file identity.
+and count in one pass, the counts leaving as one `stats_batch` row per split after the partition's
+windows) are thin: the tokenizer is loaded once per Python worker and cached by path and file identity.
 
 pandas is imported only by the functions that use it: the packing path (Arrow in, Arrow out) never
 needs it, and importing it cost ~0.6 CPU-s in every Python worker Spark starts.
@@ -149,6 +149,9 @@ def distinct_chars(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
 
 WINDOWS_SCHEMA = "window_id bigint, split string, tokens array<int>"
 STAT_FIELDS = ("docs", "docs_failed", "tokens", "bytes", "tail_tokens")  # per split, in this order
+# What the packing mapInArrow emits: windows (stats null), then per split one counts row (window_id and
+# tokens null, stats = the STAT_FIELDS values). The job writes the windows and collects the counts rows.
+PACKED_SCHEMA = WINDOWS_SCHEMA + ", stats array<bigint>"
 
 
 def add_stats(a: dict[str, list[int]], b: dict[str, list[int]]) -> dict[str, list[int]]:
@@ -158,6 +161,56 @@ def add_stats(a: dict[str, list[int]], b: dict[str, list[int]]) -> dict[str, lis
         for k, v in enumerate(values):
             mine[k] += int(v)
     return a
+
+
+def _buffers_array(typ, n: int, *buffers):
+    """A pyarrow array of ``n`` values of ``typ`` from its data buffers (no validity buffer: no nulls)."""
+    import pyarrow as pa
+
+    return pa.Array.from_buffers(typ, n, [None, *[pa.py_buffer(b) for b in buffers]])
+
+
+def _strings(values: list[str]):
+    """A pyarrow string array of ``values``, from buffers (``pa.array`` would import pandas)."""
+    import pyarrow as pa
+
+    data = [v.encode("utf-8") for v in values]
+    offsets = np.zeros(len(data) + 1, dtype=np.int32)
+    np.cumsum([len(d) for d in data], out=offsets[1:])
+    return _buffers_array(pa.string(), len(data), offsets, b"".join(data))
+
+
+def with_stats_column(batch):
+    """A windows batch (`WINDOWS_SCHEMA`) with the null ``stats`` column of `PACKED_SCHEMA` added."""
+    import pyarrow as pa
+
+    nulls = pa.nulls(batch.num_rows, pa.list_(pa.int64()))
+    return pa.RecordBatch.from_arrays([*batch.columns, nulls], names=[*batch.schema.names, "stats"])
+
+
+def stats_batch(stats: dict[str, list[int]]):
+    """The counts rows of `PACKED_SCHEMA`: one per split of ``stats``, its `STAT_FIELDS` values in ``stats``.
+
+    Args:
+        stats: per split, the counts `tokenize_and_pack` filled.
+
+    Returns:
+        A ``pyarrow.RecordBatch`` with null ``window_id`` and ``tokens``, ``split`` and ``stats``
+        (int64 list of ``len(STAT_FIELDS)``), splits in sorted order.
+
+    Example:
+        >>> stats_batch({"val": [1, 0, 9, 9, 9]}).column("stats").to_pylist()
+        [[1, 0, 9, 9, 9]]
+    """
+    import pyarrow as pa
+
+    splits = sorted(stats)
+    n, k = len(splits), len(STAT_FIELDS)
+    values = np.array([int(v) for s in splits for v in stats[s]], dtype=np.int64)
+    offsets = _buffers_array(pa.int32(), n + 1, np.arange(n + 1, dtype=np.int32) * k)
+    counts = pa.ListArray.from_arrays(offsets, _buffers_array(pa.int64(), n * k, values))
+    columns = [pa.nulls(n, pa.int64()), _strings(splits), pa.nulls(n, pa.list_(pa.int32())), counts]
+    return pa.RecordBatch.from_arrays(columns, names=["window_id", "split", "tokens", "stats"])
 
 
 def _windows_batch(window_ids: np.ndarray, split: str, flat: np.ndarray, window: int):

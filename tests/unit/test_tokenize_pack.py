@@ -5,7 +5,15 @@ import pyarrow as pa
 import pytest
 
 from model.tokenizer import char_level_tokenizer
-from udfs.tokenize import STAT_FIELDS, WindowPacker, add_stats, encode_rows, tokenize_and_pack
+from udfs.tokenize import (
+    STAT_FIELDS,
+    WindowPacker,
+    add_stats,
+    encode_rows,
+    stats_batch,
+    tokenize_and_pack,
+    with_stats_column,
+)
 
 TOK = char_level_tokenizer("abcdefghij ")
 
@@ -61,6 +69,32 @@ def test_pack_counts_every_token_and_splits_streams():
     assert windows["split"].count("val") == 0 and train.count(eos) == 2
 
 
+def test_counts_rows_follow_the_windows_in_one_schema():
+    """What the job's mapInArrow emits: window batches with a null stats column, then one counts row
+    per split, all of one Arrow schema (PACKED_SCHEMA), so Spark takes them as one output."""
+    import pyarrow.compute as pc
+
+    rows = [("train", "abc"), ("val", "hij"), ("train", None), ("train", "defg ab ab ab")]
+    stats = {}
+    out = [
+        with_stats_column(b)
+        for b in tokenize_and_pack(iter([_batch(rows)]), TOK, window=5, partition_id=0, stats=stats)
+    ]
+    table = pa.Table.from_batches([*out, stats_batch(stats)])  # raises if the schemas differ
+    assert table.schema.names == ["window_id", "split", "tokens", "stats"]
+    assert str(table.schema.field("stats").type) == "list<item: int64>"
+    windows = table.filter(pc.is_null(table["stats"]))
+    counts = table.filter(pc.is_valid(table["stats"]))
+    assert windows.num_rows == sum(b.num_rows for b in out) > 0 and counts.num_rows == 2
+    assert counts["window_id"].null_count == counts["tokens"].null_count == 2
+    assert counts["split"].to_pylist() == ["train", "val"]
+    assert counts["stats"].to_pylist() == [stats["train"], stats["val"]]
+    for split, values in zip(counts["split"].to_pylist(), counts["stats"].to_pylist()):
+        n_windows = windows.filter(pc.equal(windows["split"], split)).num_rows
+        assert values[2] == n_windows * 5 + values[4]  # tokens = windows x window + tail
+    assert stats_batch({}).num_rows == 0
+
+
 def test_encode_rows_reports_bad_rows_without_failing_the_batch():
     tokens, errors = encode_rows(TOK, ["ab", None, "", "\u00e9", "j"], add_eos=False)
     assert [None if t is None else t.tolist() for t in tokens] == [TOK.encode("ab"), None, None, None, TOK.encode("j")]
@@ -103,9 +137,10 @@ def test_packing_path_does_not_import_pandas():
     code = (
         "import sys, pyarrow as pa\n"
         "from model.tokenizer import char_level_tokenizer\n"
-        "from udfs.tokenize import tokenize_and_pack\n"
+        "from udfs.tokenize import stats_batch, tokenize_and_pack, with_stats_column\n"
         "batches = pa.ipc.open_stream(sys.stdin.buffer.read())\n"
         "out = list(tokenize_and_pack(iter(batches), char_level_tokenizer('abc'), 3, 0, {}))\n"
+        "packed = [with_stats_column(out[0]), stats_batch({'train': [1, 0, 4, 4, 1]})]\n"
         "print(sum(o.num_rows for o in out), out[0].column('split').to_pylist(), 'pandas' in sys.modules)\n"
     )
     res = subprocess.run(
