@@ -1,4 +1,4 @@
-"""Zero-shot evaluation tasks, the pure part: task lines -> scoring requests -> per-item and per-task metrics.
+"""Evaluation tasks, the pure part: task lines -> scoring requests (zero- or few-shot) -> item and task metrics.
 
 Task files are JSONL in one of three layouts (those of llm-foundry's local ICL data, the data behind
 DCLM's CORE tasks), told apart by their fields:
@@ -191,7 +191,9 @@ def _item(doc: dict) -> tuple[TaskItem | None, str | None, str | None]:
     )
 
 
-def fewshot_examples(docs: list[dict], num_fewshot: int, seed: int = DEFAULT_FEWSHOT_SEED) -> list[list[int]]:
+def fewshot_examples(
+    docs: list[dict], num_fewshot: int, seed: int = DEFAULT_FEWSHOT_SEED, only: int | None = None
+) -> list[list[int]]:
     """Which items serve as each item's few-shot examples, drawn as lm-eval-harness draws them.
 
     lm-eval's default sampler, with the few-shot split equal to the evaluation split: one
@@ -204,9 +206,10 @@ def fewshot_examples(docs: list[dict], num_fewshot: int, seed: int = DEFAULT_FEW
         docs: the task's items (decoded JSON objects) in file order; the pool and the items to draw for.
         num_fewshot: examples per item (0 = none).
         seed: the task's seed (lm-eval's ``fewshot_random_seed``, 1234 by default).
+        only: draw for the first ``only`` items (the pool stays all of ``docs``); None = every item.
 
     Returns:
-        For each item, the indices into ``docs`` of its examples, in prompt order.
+        For each item drawn for, the indices into ``docs`` of its examples, in prompt order.
 
     Raises:
         ValueError: when the task has fewer than ``num_fewshot + 1`` items.
@@ -215,14 +218,15 @@ def fewshot_examples(docs: list[dict], num_fewshot: int, seed: int = DEFAULT_FEW
         >>> fewshot_examples([{"q": i} for i in range(4)], 2, seed=0)
         [[3, 1], [2, 3], [3, 1], [2, 0]]
     """
+    todo = docs if only is None else docs[:only]
     if num_fewshot <= 0:
-        return [[] for _ in docs]
+        return [[] for _ in todo]
     if len(docs) < num_fewshot + 1:
         raise ValueError(f"{num_fewshot}-shot needs at least {num_fewshot + 1} items, the task has {len(docs)}")
     rnd = Random(seed)
     order = list(range(len(docs)))
     out = []
-    for i, doc in enumerate(docs):
+    for doc in todo:
         picked = [j for j in rnd.sample(order, num_fewshot + 1) if docs[j] != doc][:num_fewshot]
         if len(picked) < num_fewshot:
             picked = rnd.sample([j for j in order if docs[j] != doc], num_fewshot)
@@ -231,7 +235,7 @@ def fewshot_examples(docs: list[dict], num_fewshot: int, seed: int = DEFAULT_FEW
 
 
 def build_requests(
-    task: str, lines: pd.Series, num_fewshot: int = 0, seed: int = DEFAULT_FEWSHOT_SEED
+    task: str, lines: pd.Series, num_fewshot: int = 0, seed: int = DEFAULT_FEWSHOT_SEED, limit: int | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Turn a task file's lines into scoring requests and quarantine rows.
 
@@ -242,6 +246,9 @@ def build_requests(
         num_fewshot: solved examples before each item (`fewshot_examples`, drawn from the task's good items;
             each rendered by `TaskItem.example`, joined, then the item's own context), 0 = zero-shot.
         seed: the few-shot draw's seed.
+        limit: only lines with ``item_id < limit`` become requests or quarantine rows (None = all); the
+            few-shot examples are still drawn from every good line of the file, as lm-eval's ``--limit``
+            keeps the whole split as the pool.
 
     Returns:
         ``(requests, quarantine)``: requests with `REQUEST_COLUMNS`, one row per (item, choice) in item
@@ -258,12 +265,15 @@ def build_requests(
             continue
         doc, item, reason, detail = _parse(str(line))
         if item is None:
-            bad.append((task, int(item_id), reason, detail, line))
+            if limit is None or int(item_id) < limit:
+                bad.append((task, int(item_id), reason, detail, line))
         else:
             good.append((int(item_id), doc, item))
-    shots = fewshot_examples([doc for _, doc, _ in good], num_fewshot, seed)
+    wanted = [i for i, (item_id, _, _) in enumerate(good) if limit is None or item_id < limit]
+    pool = [doc for _, doc, _ in good]
+    shots = fewshot_examples(pool, num_fewshot, seed, only=len(wanted)) if num_fewshot else [[] for _ in wanted]
     reqs: list[tuple] = []
-    for (item_id, _, item), picked in zip(good, shots):
+    for (item_id, _, item), picked in zip((good[i] for i in wanted), shots):
         prefix = "".join(good[j][2].example() for j in picked)
         n = len(item.pairs)
         for i, ((ctx, cont), chars) in enumerate(zip(item.pairs, item.norm_chars)):

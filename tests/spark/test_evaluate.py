@@ -151,3 +151,77 @@ def test_evaluate_limit_and_usage_errors(spark, tmp_path, artifact):
     assert evaluate.main(_args(tmp_path, path, SLICES, "--limit", "0")) == 2
     assert evaluate.main(_args(tmp_path, str(tmp_path / "no_model"), SLICES)) == 2
     assert read_runs(spark, str(tmp_path / "runs"), job="evaluate").count() == 1  # usage errors record no run
+
+
+ALL_TASKS = sorted(p.stem for p in SLICES.glob("*.jsonl"))
+
+
+@pytest.mark.parametrize("num_fewshot", [0, 2])
+def test_items_and_accuracy_equal_lm_eval_harness(spark, tmp_path, artifact, monkeypatch, num_fewshot):
+    """The artifact exported to the Hugging Face layout, run by lm-eval-harness's ``hf`` model on the same
+    task files (`harness_task_config`, nothing downloaded), and jobs/evaluate.py on the artifact itself: per
+    item and choice the same log-likelihood within 1e-3, the same per-task accuracy, zero- and few-shot."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from jobs import export
+    from udfs.lm_eval_adapter import harness_task_config
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path, _ = artifact
+    hf = tmp_path / "hf"
+    assert export.main(["--model", path, "--format", "hf", "--output", str(hf)]) == 0
+    args = _args(tmp_path, path, SLICES, "--num-fewshot", str(num_fewshot))
+    args[args.index("--tasks") + 1] = ",".join(ALL_TASKS)
+    assert evaluate.main(args) == 0
+    items = spark.read.format("delta").load(str(tmp_path / "evals" / "items")).toPandas()
+    ours = {(r.task, int(r.item_id)): list(r.loglik) for r in items.itertuples()}
+    per_task = spark.read.format("delta").load(str(tmp_path / "evals" / "tasks")).toPandas().set_index("task")
+
+    out = lm_eval.simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={hf},dtype=float32",
+        tasks=[harness_task_config(t, SLICES / f"{t}.jsonl") for t in ALL_TASKS],
+        num_fewshot=num_fewshot,
+        batch_size=4,
+        device="cpu",
+        log_samples=True,
+        task_manager=TaskManager(include_defaults=False),
+        fewshot_random_seed=1234,
+    )
+    for task in ALL_TASKS:
+        samples = out["samples"][task]
+        assert len(samples) == sum(1 for k in ours if k[0] == task) > 0
+        for s in samples:
+            theirs = [float(r[0]) for r in s["filtered_resps"]]
+            np.testing.assert_allclose(ours[(task, int(s["doc_id"]))], theirs, atol=1e-3, rtol=0)
+        assert per_task.loc[task].acc == pytest.approx(out["results"][task]["acc,none"], abs=1e-12), task
+        if "acc_norm,none" in out["results"][task]:
+            assert per_task.loc[task].acc_norm == pytest.approx(out["results"][task]["acc_norm,none"], abs=1e-12)
+
+
+def test_bits_per_byte_of_a_text_table_in_the_same_output(spark, tmp_path, artifact, capsys):
+    """--bpb-table: the whole table's bits per byte (sum of nats / ln 2 / sum of UTF-8 bytes over the rows that
+    scored), equal to the score core's own numbers; a null row is an error, left out of both sums."""
+    import math
+
+    path, art = artifact
+    lines = (SLICES / "copa.jsonl").read_text(encoding="utf-8").splitlines()
+    texts = [json.loads(line)["query"] for line in lines] + [None]
+    table = str(tmp_path / "texts")
+    spark.createDataFrame([(t,) for t in texts], "body string").write.format("delta").save(table)
+    args = _args(tmp_path, path, SLICES, "--bpb-table", table, "--bpb-column", "body")
+    args[args.index("--tasks") + 1] = "copa"
+    assert evaluate.main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    row = spark.read.format("delta").load(str(tmp_path / "evals" / "bpb")).first()
+    want = tasks.score_texts(art.model, art.tokenizer, pd.Series(texts[:-1]))
+    nats, n_bytes = -want.sum_logprob.sum(), sum(len(t.encode("utf-8")) for t in texts[:-1])
+    assert (row.n_rows, row.n_scored, row.n_errors, row.n_bytes) == (len(texts), len(texts) - 1, 1, n_bytes)
+    assert row.bits_per_byte == pytest.approx(nats / math.log(2) / n_bytes, rel=1e-6)
+    assert row.bpb_table_version == 0 and row.model_hash == summary["model_hash"]
+    assert summary["bpb"]["bits_per_byte"] == pytest.approx(row.bits_per_byte)
+    bad = _args(tmp_path, path, SLICES, "--bpb-table", table, "--bpb-column", "nope")
+    bad[bad.index("--tasks") + 1] = "copa"
+    assert evaluate.main(bad) == 2  # refused before anything is scored

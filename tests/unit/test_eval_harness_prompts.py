@@ -6,6 +6,7 @@ tests/spark/test_evaluate_parity.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pandas as pd
@@ -22,7 +23,7 @@ TASK_DIR = DATA / "eval_tasks"
 TASKS = sorted(p.stem for p in TASK_DIR.glob("*.jsonl"))
 
 
-def _harness_requests(name: str, num_fewshot: int, seed: int) -> dict[tuple[int, int], tuple[str, str]]:
+def _harness_requests(name: str, num_fewshot: int, seed: int, limit=None) -> dict[tuple[int, int], tuple[str, str]]:
     """{(doc_id, choice index): (context, continuation)} as the harness builds them."""
     from lm_eval.tasks import TaskManager, get_task_dict
 
@@ -30,13 +31,13 @@ def _harness_requests(name: str, num_fewshot: int, seed: int) -> dict[tuple[int,
     task = get_task_dict([cfg], TaskManager(include_defaults=False))[name]
     task.set_config(key="num_fewshot", value=num_fewshot)
     task.set_fewshot_seed(seed=seed)
-    task.build_all_requests(rank=0, world_size=1)
+    task.build_all_requests(rank=0, world_size=1, limit=limit)
     return {(inst.doc_id, inst.idx): tuple(inst.arguments) for inst in task.instances}
 
 
-def _our_requests(name: str, num_fewshot: int, seed: int) -> dict[tuple[int, int], tuple[str, str]]:
+def _our_requests(name: str, num_fewshot: int, seed: int, limit=None) -> dict[tuple[int, int], tuple[str, str]]:
     lines = (TASK_DIR / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
-    requests, bad = E.build_requests(name, pd.Series(lines), num_fewshot=num_fewshot, seed=seed)
+    requests, bad = E.build_requests(name, pd.Series(lines), num_fewshot=num_fewshot, seed=seed, limit=limit)
     assert bad.empty
     return {(int(r.item_id), int(r.choice_index)): (r.context, r.continuation) for r in requests.itertuples()}
 
@@ -55,6 +56,15 @@ def test_prompts_equal_the_harness(name, num_fewshot, seed):
         assert ours[key] == theirs[key], key
     if num_fewshot:  # the examples really are there: every context holds num_fewshot solved examples
         assert all(ctx.count(E.FEWSHOT_DELIMITER) >= num_fewshot for ctx, _ in ours.values())
+
+
+@pytest.mark.parametrize("name", ["arc_easy", "winograd_wsc"])
+def test_limit_scores_the_first_items_and_draws_examples_from_the_whole_file(name):
+    theirs = _harness_requests(name, 3, 1234, limit=4)
+    ours = _our_requests(name, 3, 1234, limit=4)
+    assert {k[0] for k in ours} == {0, 1, 2, 3} and ours == theirs
+    docs = [json.loads(line) for line in (TASK_DIR / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert max(j for shots in E.fewshot_examples(docs, 3, 1234, only=4) for j in shots) >= 4  # beyond the limit
 
 
 def test_fewshot_never_uses_the_item_itself_and_depends_on_the_seed():
