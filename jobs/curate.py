@@ -3,7 +3,8 @@
     spark-submit --properties-file spark-defaults.conf jobs/curate.py \\
         --input lake/bronze --output lake/silver --rejected lake/rejected [--config curation.json] \\
         [--mode fast|parity] [--lake lake] [--decontaminate EVAL.jsonl ... [--decontaminate-flag-only]] \\
-        [--url-blocklist FILE] [--url-banned-words]
+        [--url-blocklist FILE] [--url-banned-words] \\
+        [--quality-model DIR [--quality-min-score S | --quality-keep-fraction F]] [--perplexity-model M]
 
 The chain (udfs/curation/curate.py): Unicode/whitespace normalisation and HTML-to-text, language
 ID, C4 line cleaning, Gopher repetition, Gopher quality, C4 document rules, FineWeb quality, PII
@@ -17,6 +18,11 @@ the driver, and shipped to the executors inside the UDF.
 ``--url-blocklist`` / ``--url-banned-words`` switch on the URL stage (udfs/curation/urlfilter.py, off by
 default): documents whose ``url`` (or ``extra.url``) is blocked are dropped with ``url_blocked``,
 ``url_banned_word``, ``url_soft_banned_words`` or ``url_banned_subword``, whatever their text.
+``--quality-model`` / ``--perplexity-model`` add the model-based stages after all that (jobs/quality.py):
+``quality_score`` (a jobs/train_quality.py classifier) on every row, kept rows below the cut (default the
+classifier's threshold, 0.5) dropped with ``quality_low``; then ``perplexity`` of the kept rows under a
+reference model (udfs.inference.make_score_udf) and ``perplexity_bucket`` head/middle/tail at the 30th and
+60th percentiles of each language (CCNet). Both checked on the driver before the session starts (exit 2).
 """
 
 from __future__ import annotations
@@ -153,7 +159,23 @@ def with_url_flags(cfg, blocklist: str | None, banned_words: bool):
     return replace(cfg, url_filter=stage)
 
 
-def run(spark, args, cfg, record, index=None) -> None:
+def model_stages(args):
+    """The classifier and perplexity stages of the flags, checked on the driver: ``(ModelStagesConfig, facts)``."""
+    from jobs.quality import ModelStagesConfig, check_model_stages
+
+    try:
+        stages = ModelStagesConfig(
+            quality_model=args.quality_model,
+            quality_min_score=args.quality_min_score,
+            quality_keep_fraction=args.quality_keep_fraction,
+            perplexity_model=args.perplexity_model,
+        )
+        return stages, check_model_stages(stages)
+    except ValueError as exc:
+        raise cli.UsageError(str(exc)) from exc
+
+
+def run(spark, args, cfg, record, index=None, stages=None, facts=None) -> None:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -166,13 +188,21 @@ def run(spark, args, cfg, record, index=None) -> None:
         raise cli.UsageError(f"--input {args.input} lacks columns {sorted(missing)}")
     record.input_versions[args.input] = version
     out = transform(bronze, cfg, record.run_id, index).persist(StorageLevel.MEMORY_AND_DISK)
+    cached = [out]
+    if stages is not None and stages.enabled:  # classifier, perplexity: after the heuristic chain
+        from jobs.quality import apply_model_stages
+
+        out, more = apply_model_stages(out, stages, facts)
+        cached += more
+        record.extra.update(facts)
     counts = {r[0]: r[1] for r in out.groupBy(C.DROP_REASON).count().collect()}
     out.filter(F.col(C.DROP_REASON).isNull()).drop(C.DROP_REASON).write.format("delta").mode("overwrite").option(
         "overwriteSchema", "true"
     ).save(args.output)
     rejected = out.filter(F.col(C.DROP_REASON).isNotNull()).withColumn(C.JOB, F.lit("curate"))
     append_new(spark, args.rejected, rejected, [C.DOC_ID, C.JOB])
-    out.unpersist()
+    for frame in cached:
+        frame.unpersist()
     total = sum(counts.values())
     record.counts.update(
         total=total,
@@ -205,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decontaminate-flag-only", action="store_true", help="keep contaminated documents, only flag them")
     p.add_argument("--url-blocklist", metavar="FILE", help="drop documents whose domain, URL or re: pattern is listed")
     p.add_argument("--url-banned-words", action="store_true", help="drop URLs with FineWeb-style banned words")
+    p.add_argument("--quality-model", metavar="DIR", help="quality classifier (jobs/train_quality.py): quality_score")
+    cut = p.add_mutually_exclusive_group()
+    cut.add_argument("--quality-min-score", type=float, metavar="S", help="drop kept rows scoring below S")
+    cut.add_argument("--quality-keep-fraction", type=float, metavar="F", help="keep the top F of kept rows by score")
+    p.add_argument("--perplexity-model", metavar="M", help="reference LM: perplexity and head/middle/tail per language")
     args = p.parse_args(argv)
     try:
         args.input = cli.resolve_table(args.input, args.lake, "bronze", "--input")
@@ -214,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_curation_config(args.config, args.mode, args.decontaminate, args.decontaminate_flag_only)
         cfg = with_url_flags(cfg, args.url_blocklist, args.url_banned_words)
         index = load_eval_index(cfg)
+        stages, facts = model_stages(args)
     except (ValueError, cli.UsageError) as exc:
         log.error("%s", exc)
         return cli.EXIT_USAGE
@@ -222,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("config: %s", json.dumps(config_to_dict(cfg), default=str))
     spark = get_spark("lakelm-curate", remote=args.remote)
     job_args = {**vars(args), "resolved_config": config_to_dict(cfg)}
-    return cli.run_job("curate", job_args, runs, lambda rec: run(spark, args, cfg, rec, index), spark)
+    return cli.run_job("curate", job_args, runs, lambda rec: run(spark, args, cfg, rec, index, stages, facts), spark)
 
 
 if __name__ == "__main__":
