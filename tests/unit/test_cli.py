@@ -12,6 +12,7 @@ from jobs import (
     cli,
     dedup,
     demo,
+    evaluate,
     export,
     ingest,
     nightly_score,
@@ -27,6 +28,7 @@ PARSERS = {
     "build_dataset": build_dataset.build_parser,
     "dedup": dedup.build_parser,
     "demo": demo.build_parser,
+    "evaluate": evaluate.build_parser,
     "export": export.build_parser,
     "ingest": ingest.build_parser,
     "report": report.build_parser,
@@ -40,6 +42,7 @@ SPARK_JOBS = (
     "build_dataset",
     "dedup",
     "demo",
+    "evaluate",
     "ingest",
     "report",
     "score",
@@ -66,6 +69,7 @@ def _errors(caplog) -> str:
         (nightly_score.main, ["--model", "/m"]),
         (build_dataset.main, ["--tokenizer-out", "/t"]),
         (dedup.main, []),
+        (evaluate.main, ["--model", "/m", "--tasks", "piqa", "--task-dir", "/d", "--output", "/o"]),
     ],
 )
 def test_an_unknown_key_in_the_config_file_exits_2_naming_it(main, flags, tmp_path, caplog):
@@ -121,6 +125,11 @@ def test_other_values_in_the_config_file_are_used_unless_a_flag_is_given(tmp_pat
         (dedup.main, ["--recheck-window", "0"], "--recheck-window must be >= 1, got 0"),
         (dedup.main, ["--bands", "4"], "give both --bands and --rows"),
         (score.main, ["--model", "/m", "--max-error-rate", "2"], "--max-error-rate must be in [0, 1]"),
+        (
+            evaluate.main,
+            ["--model", "/m", "--tasks", "piqa", "--task-dir", "/d", "--output", "/o", "--limit", "0"],
+            "--limit must be > 0, got 0",
+        ),
         (train.main, ["--out", "/a", "--distributed", "-1"], "--distributed must be >= 0, got -1"),
         (build_dataset.main, [], "--tokenizer-out required"),
         (score.main, [], "--model required"),
