@@ -30,12 +30,18 @@ INSTALL_REQUIRES = [
 # Spark Connect client (grpcio, zstandard, ...): SPARK_REMOTE / --remote sessions (jobs/spark.py).
 CONNECT = ["pyspark[connect]==4.2.0"]
 
+# lm-eval-harness: the `lakelm` harness model and the harness task definitions (udfs/lm_eval_adapter.py).
+# Pinned: the parity tests compare our prompts and scores with this release's, string for string.
+EVAL = ["lm-eval[hf]==0.4.13"]  # [hf]: the harness's own hf model, the parity tests' reference
+
 EXTRAS = {
     "connect": CONNECT,
+    "eval": EVAL,
     "html": ["trafilatura>=1.8"],  # alternative HTML extractor (normalize.html_extractor="trafilatura")
     "hf": ["transformers>=4.56"],  # other HF architectures (from_pretrained(dtype=) needs 4.56)
     "dev": [
         *CONNECT,  # tests/spark/test_demo.py also runs the demo through a local Spark Connect server
+        *EVAL,  # tests/unit/test_eval_harness_prompts.py, tests/spark/test_evaluate.py: parity with the harness
         "pytest>=8",
         "transformers>=4.56",  # tests/unit/test_model_hf.py builds tiny reference checkpoints with it
         "deltalake>=0.20",  # delta-rs: proves our tables are readable outside Spark
@@ -59,7 +65,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["jobs", "jobs.*", "udfs", "udfs.*", "model", "model.*"]),
     include_package_data=True,
-    package_data={"jobs": ["sample_data/*.jsonl", "sample_data/*.md", "configs/*.json"]},
+    package_data={"jobs": ["sample_data/*.jsonl", "sample_data/*.md", "sample_data/eval_tasks/*", "configs/*.json"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
 )

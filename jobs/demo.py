@@ -2,7 +2,9 @@
 
     python -m jobs.demo [--lake lake] [--input-dir DIR] [--max-docs N] [--max-steps N]
 
-Runs every stage in one Spark session, each through its job's own ``main()`` (the same code
+Runs every stage (ingest, curate, dedup, stats, build_dataset, train, score, then an evaluation of the
+model on the bundled task slices in ``jobs/sample_data/eval_tasks`` into ``LAKE/evals``, and the report)
+in one Spark session, each through its job's own ``main()`` (the same code
 ``spark-submit`` runs), prints a summary per stage and, at the end, where the tables are.
 ``--max-docs`` / ``--max-steps`` make a quick run (the first N records of each corpus, N training
 steps) through the same stages.
@@ -20,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from jobs import build_dataset, cli, curate, dedup, ingest, score, stats, train
+from jobs import build_dataset, cli, curate, dedup, evaluate, ingest, score, stats, train
 from jobs.lake import DEFAULT_LAKE, table_path
 from jobs.report_builder import build_report
 from jobs.spark import get_spark
@@ -29,6 +31,7 @@ log = logging.getLogger("jobs.demo")
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+EVAL_TASKS = SAMPLE_DIR / "eval_tasks"  # the bundled task slices the demo evaluates its model on
 TABLES = ("bronze", "quarantine", "silver", "rejected", "gold", "clusters", "tokens", "scores", "stats", "runs")
 
 
@@ -145,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         "score",
         score.main,
         ["--lake", lake, "--input", str(Path(lake) / "gold"), "--model", str(artifact), "--task", "score"],
+    )
+    tasks = sorted(p.stem for p in EVAL_TASKS.glob("*.jsonl"))
+    _stage(
+        "evaluate",
+        evaluate.main,
+        ["--lake", lake, "--model", str(artifact), "--tasks", ",".join(tasks), "--task-dir", str(EVAL_TASKS)]
+        + ["--output", str(Path(lake) / "evals")],
     )
     summarize(spark, lake)
     report_path = build_report(spark, lake, str(Path(lake) / "_report"), str(artifact))

@@ -33,9 +33,9 @@ def _plot_bars(labels, values, title, path, horizontal=True):
 
 
 def _exists(spark, path):
-    from delta.tables import DeltaTable
+    from jobs.delta_io import is_delta_table
 
-    return DeltaTable.isDeltaTable(spark, path)
+    return is_delta_table(spark, path)
 
 
 def _latest_run(spark, lake, job):
@@ -348,6 +348,11 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
     else:
         md += ["score has not run yet."]
     md += [""]
+
+    # --- evaluation (jobs/evaluate.py into LAKE/evals)
+    from jobs.report_eval import evaluation_section
+
+    md += ["## Evaluation", ""] + evaluation_section(spark, os.path.join(lake, "evals")) + [""]
 
     # --- samples
     md += ["## Generated samples", ""]

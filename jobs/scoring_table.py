@@ -146,7 +146,9 @@ def spread(spark, rows, cfg: ScoreConfig):
     """Rows to score, dealt round-robin over ``cfg.partitions`` tasks. An explicit repartition(n) is
     never coalesced by AQE, which would otherwise fold a small (in bytes) but compute-heavy input
     into one task and leave the other cores idle."""
-    return rows.repartition(cfg.partitions or spark.sparkContext.defaultParallelism)
+    from jobs.spark import default_parallelism
+
+    return rows.repartition(cfg.partitions or default_parallelism(spark))
 
 
 def transform(rows, cfg: ScoreConfig, lineage: dict, keep: tuple[str, ...] = ()):

@@ -18,16 +18,10 @@ def dataset_metadata(spark, path: str, version: int) -> dict:
     property ``lakelm.dataset``, the same JSON as that commit's ``userMetadata``, with
     ``data_version = v``). Both versions hold the same files, so either may be pinned.
     """
-    from delta.tables import DeltaTable
+    from jobs.delta_io import history
 
     v = int(version)
-    rows = (
-        DeltaTable.forPath(spark, path)
-        .history()
-        .filter(f"version IN ({v}, {v + 1})")
-        .select("version", "userMetadata")
-        .collect()
-    )
+    rows = history(spark, path).filter(f"version IN ({v}, {v + 1})").select("version", "userMetadata").collect()
     found = {r.version: json.loads(r.userMetadata) for r in rows if r.userMetadata}
     if v in found:
         return found[v]

@@ -30,11 +30,9 @@ def make_curate_udf(cfg, index=None):
     from pyspark.sql.functions import pandas_udf
 
     from udfs.curation.curate import curate_batch
-    from udfs.faults import maybe_kill_worker
 
     @pandas_udf(curate_schema(cfg))
     def curate(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        maybe_kill_worker("curate")
         for texts in batches:
             yield curate_batch(texts.reset_index(drop=True), cfg, index)
 

@@ -1,11 +1,13 @@
 """Fault injection for reliability tests: a UDF can kill its own Python worker, once.
 
-Set ``LAKELM_FAULT_KILL_PARTITION=<n>`` in the environment of a job and the UDFs that call
-`maybe_kill_worker` SIGKILL their own process on the first attempt of partition ``n``
-(``TaskContext.attemptNumber() == 0``). Spark then retries the task (the default master,
-``local[*,4]``, gives each task 4 attempts; a cluster has ``spark.task.maxFailures``), so the job
-must still finish with the same output. ``LAKELM_FAULT_MARKER_DIR`` (optional) receives one file
-per injected kill, so a test can prove the fault really happened. Without the variable this is a no-op.
+Set ``LAKELM_FAULT_KILL_PARTITION=<n>`` in the environment of a job and the code that calls
+`maybe_kill_worker` (the packing function of ``jobs/build_dataset.py``, right after a partition has
+sent its first windows: a kill at that point is what could double-count) SIGKILLs its own process on
+the first attempt of partition ``n`` (``TaskContext.attemptNumber() == 0``). Spark then retries the
+task (the default master, ``local[*,4]``, gives each task 4 attempts; a cluster has
+``spark.task.maxFailures``), so the job must still finish with the same output.
+``LAKELM_FAULT_MARKER_DIR`` (optional) receives one file per injected kill, so a test can prove the
+fault really happened. Without the variable this is a no-op.
 
 The HTTP service (``jobs/serve.py``) calls `maybe_fault_request` with each request body before
 answering it, on its worker thread. ``LAKELM_FAULT_SERVE_RAISE=<marker>``: a body that contains

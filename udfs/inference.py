@@ -110,10 +110,7 @@ def make_task_udf(
 
     @pandas_udf(SCHEMAS[task])
     def infer(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        from udfs.faults import maybe_kill_worker
-
         predict = make_predict_fn(artifact_path, task, options, expected_hash, load_log_dir, model_fault)
-        maybe_kill_worker(task)  # test-only fault switch (udfs/faults.py); a no-op otherwise
         for texts in batches:
             for start in range(0, len(texts), sub_batch_rows):
                 yield predict(texts.iloc[start : start + sub_batch_rows]).reset_index(drop=True)

@@ -69,6 +69,18 @@ def test_report_numbers_match_the_tables(spark, demo_lake):
     assert scores.count() == counts["gold"] == scores.select("doc_id").distinct().count()
     assert f"{counts['gold']} documents scored, 0 with a per-row error." in report
 
+    # the evaluation of the demo's model on the bundled task slices: one column, naming the data it came from
+    evals = spark.read.format("delta").load(str(lake / "evals" / "tasks")).toPandas()
+    assert sorted(evals.task) == sorted(p.stem for p in demo.EVAL_TASKS.glob("*.jsonl")) and len(evals) == 7
+    row = evals.iloc[0]
+    assert row.gold_version is not None and row.token_table_version is not None
+    header = next(line for line in report.splitlines() if line.startswith("| task | "))
+    assert f"`{row.model_hash[:8]}` (gold v{int(row.gold_version)}, tokens v{int(row.token_table_version)})" in header
+    cells = {r[0].split(" (")[0]: r[1] for r in _md_rows(report, "| task | ")}
+    assert set(evals.task) <= set(cells)
+    for t in evals.itertuples():
+        assert cells[t.task].startswith(f"{t.acc:.3f}")
+
     # training data: windows per split are the token table's rows; val is not empty
     tokens = _load(spark, lake, "tokens")
     windows = {r.split: r["count"] for r in tokens.groupBy("split").count().collect()}

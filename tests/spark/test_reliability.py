@@ -46,28 +46,24 @@ def _lost_tasks(stderr: str) -> int:
 
 
 def test_curate_survives_a_killed_python_worker(spark, tmp_path):
-    """On the default master (no --master): a worker killed by the fault switch (spark-submit, as the
-    README runs it) and one killed from outside (python -m jobs.curate): same tables as a clean run."""
+    """On the default master (python -m jobs.curate, no --master): a Python worker killed from outside
+    while it runs a task (found by pid under the job's process tree) is retried, and the job leaves the
+    same tables as a clean run (in this process) — no duplicates, nothing lost."""
+    from jobs import curate
+
     base = [(r["id"], r["text"]) for r in map(json.loads, (DATA / "cc2019_slice.jsonl").read_text().splitlines())]
     rows = [(f"{i}-{k}", t) for k in range(8) for i, t in base]  # long enough to catch a worker mid-task
     bronze = str(tmp_path / "bronze")
     spark.createDataFrame(rows, "doc_id string, text string").repartition(4).write.format("delta").save(bronze)
-    markers = tmp_path / "markers"
-    results = {}
-    for name, env in (
-        ("clean", {}),
-        ("switch", {"LAKELM_FAULT_KILL_PARTITION": "1", "LAKELM_FAULT_MARKER_DIR": str(markers)}),
-    ):
-        lake = tmp_path / name
-        proc = spark_submit(None, "jobs/curate.py", "--input", bronze, "--lake", str(lake), env=env)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        if name == "switch":
-            assert _lost_tasks(proc.stderr) >= 1, proc.stderr[-3000:]
-        results[name] = (
+
+    def tables(lake):
+        return (
             _content_hash(spark, lake / "silver", ["doc_id", "text"]),
             _content_hash(spark, lake / "rejected", ["doc_id", "drop_reason"]),
         )
-    assert len(list(markers.iterdir())) >= 1  # the switch really fired
+
+    assert curate.main(["--input", bronze, "--lake", str(tmp_path / "clean")]) == 0
+    clean = tables(tmp_path / "clean")
 
     lake = tmp_path / "outside"
     rc, _, err, killed = _run_and_kill_a_worker(
@@ -76,12 +72,8 @@ def test_curate_survives_a_killed_python_worker(spark, tmp_path):
     assert killed is not None, "no busy Python worker found under the job"
     assert rc == 0, err[-3000:]
     assert _lost_tasks(err) >= 1, err[-3000:]  # the kill hit a running task, which Spark retried
-    results["outside"] = (
-        _content_hash(spark, lake / "silver", ["doc_id", "text"]),
-        _content_hash(spark, lake / "rejected", ["doc_id", "drop_reason"]),
-    )
-    assert results["switch"] == results["clean"] == results["outside"]
-    n_silver, n_rejected = results["clean"][0][0], results["clean"][1][0]
+    assert tables(lake) == clean
+    n_silver, n_rejected = clean[0][0], clean[1][0]
     assert n_silver + n_rejected == len(rows)  # no duplicates, nothing lost
 
 
@@ -121,9 +113,10 @@ def _assert_same_scores(clean, other, n):
 
 def test_score_survives_a_killed_python_worker(spark, tmp_path):
     """spark-submit jobs/score.py with no --master and no properties file (Spark's own default,
-    local[*], which lakelm gives task retries): a worker killed by the fault switch, and one killed
-    from outside while scoring, leave the same scores as a clean run. The control: the same outside
-    kill with an explicit --master local[2] (one attempt per task, kept as given) fails the job."""
+    local[*], which lakelm gives task retries): a worker killed from outside while scoring leaves the
+    same scores as a clean run (in this process). The control: the same outside kill with an explicit
+    --master local[2] (one attempt per task, kept as given) fails the job."""
+    from jobs import score
     from tests.tiny_model import corpus_text, save_tiny_artifact
 
     text = corpus_text()
@@ -136,25 +129,8 @@ def test_score_survives_a_killed_python_worker(spark, tmp_path):
     job_args = ["--input", gold, "--model", str(model), "--token-budget", "32", "--max-rows", "1"]
     bare_submit = [str(BIN / "spark-submit"), "--driver-memory", "1g", str(REPO / "jobs/score.py")]
     one_thread = {"OMP_NUM_THREADS": "1"}
-    markers = tmp_path / "markers"
-    results = {}
-    for name, env in (
-        ("clean", {}),
-        ("switch", {"LAKELM_FAULT_KILL_PARTITION": "1", "LAKELM_FAULT_MARKER_DIR": str(markers)}),
-    ):
-        lake = tmp_path / name
-        proc = subprocess.run(
-            [*bare_submit, "--lake", str(lake), *job_args],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={**_env(), **one_thread, **env},
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        results[name] = _score_rows(spark, lake / "scores")
-    killed = sorted(p.name for p in markers.iterdir())
-    assert killed and all(k.startswith("score-") for k in killed), killed  # the switch really fired
+    assert score.main(["--lake", str(tmp_path / "clean"), *job_args]) == 0
+    clean = _score_rows(spark, tmp_path / "clean" / "scores")
 
     lake = tmp_path / "outside"
     rc, _, err, pid = _run_and_kill_a_worker(
@@ -163,9 +139,7 @@ def test_score_survives_a_killed_python_worker(spark, tmp_path):
     assert pid is not None, "no scoring Python worker found under the job"
     assert rc == 0, err[-3000:]
     assert _lost_tasks(err) >= 1, err[-3000:]  # the kill hit a running task, which Spark retried
-    results["outside"] = _score_rows(spark, lake / "scores")
-    for name in ("switch", "outside"):
-        _assert_same_scores(results["clean"], results[name], len(docs))
+    _assert_same_scores(clean, _score_rows(spark, lake / "scores"), len(docs))
 
     explicit = [
         str(BIN / "spark-submit"),
@@ -187,6 +161,8 @@ def test_build_dataset_survives_a_killed_python_worker_without_double_counting(s
     """A worker killed after its first windows were sent (python -m, default master): the retried
     task rewrites them, and the accumulated counts (docs, tokens, tails) match the clean run and the
     rows committed."""
+    from jobs import build_dataset
+
     docs = [
         (r["id"], r["text"])
         for r in map(json.loads, (DATA / "cc2019_slice.jsonl").read_text().splitlines())
@@ -195,39 +171,30 @@ def test_build_dataset_survives_a_killed_python_worker_without_double_counting(s
     gold = str(tmp_path / "gold")
     spark.createDataFrame(docs, "doc_id string, text string").repartition(3).write.format("delta").save(gold)
     markers = tmp_path / "markers"
-    results = {}
-    for name, env in (
-        ("clean", {}),
-        ("faulty", {"LAKELM_FAULT_KILL_PARTITION": "1", "LAKELM_FAULT_MARKER_DIR": str(markers)}),
-    ):
-        lake = tmp_path / name
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "jobs.build_dataset",
-                "--input",
-                gold,
-                "--lake",
-                str(lake),
-                "--tokenizer-out",
-                str(lake / "tok"),
-                "--char-level",
-                "--block-size",
-                "64",
-            ],
-            cwd=REPO,
-            env={**_env(), **env},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def args(lake):
+        tok = str(lake / "tok")
+        return ["--input", gold, "--lake", str(lake), "--tokenizer-out", tok, "--char-level", "--block-size", "64"]
+
+    def outputs(lake):
         meta = json.loads((lake / "tok" / "dataset.json").read_text())
-        results[name] = (
+        return (
             _content_hash(spark, lake / "tokens", ["window_id", "split", "tokens"]),
             {k: meta[k] for k in ("docs", "docs_failed", "tokens", "windows", "tail_tokens")},
         )
+
+    assert build_dataset.main(args(tmp_path / "clean")) == 0  # the clean run, in this process
+    faulty = {"LAKELM_FAULT_KILL_PARTITION": "1", "LAKELM_FAULT_MARKER_DIR": str(markers)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs.build_dataset", *args(tmp_path / "faulty")],
+        cwd=REPO,
+        env={**_env(), **faulty},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = {name: outputs(tmp_path / name) for name in ("clean", "faulty")}
     killed = sorted(p.name for p in markers.iterdir())
     assert killed and all(k.startswith("build_dataset-") for k in killed), killed  # the worker really was killed
     assert results["faulty"] == results["clean"]
