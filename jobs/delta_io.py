@@ -45,6 +45,27 @@ def _ddl(schema) -> str:
     )
 
 
+def plain_strings(df):
+    """``df`` with every column that holds strings given its plain type by the server (Spark Connect only).
+
+    A Spark Connect client (pyspark 4.2) sends every string type with its collation spelled out, and the
+    server writes such a column into the Delta schema as ``string collate UTF8_BINARY``, which other
+    engines (delta-rs) cannot read. ``CAST(c AS <type>)`` parsed on the server gives the plain type back,
+    nested strings included. Every DataFrame the jobs write passes through here; on a classic session it
+    is returned unchanged.
+    """
+    if not _connect(df.sparkSession):
+        return df
+    from pyspark.sql import functions as F
+
+    cols = []
+    for f in df.schema.fields:
+        ddl = f.dataType.simpleString()
+        col = F.expr(f"CAST({_quote(f.name)} AS {ddl})") if "string" in ddl else F.col(_quote(f.name))
+        cols.append(col.alias(f.name))
+    return df.select(*cols)
+
+
 def history(spark, path: str, limit: int | None = None):
     """The commits of the Delta table at ``path``, newest first (``DESCRIBE HISTORY``'s columns).
 
@@ -233,7 +254,7 @@ def append_new(spark, path: str, df, keys: list[str]) -> int:
     df = df.persist(StorageLevel.MEMORY_AND_DISK)
     n = df.count()
     if n:
-        df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+        plain_strings(df).write.format("delta").mode("append").option("mergeSchema", "true").save(path)
     df.unpersist()
     return n
 

@@ -2,10 +2,17 @@
 
     python -m jobs.demo [--lake lake] [--input-dir DIR] [--max-docs N] [--max-steps N]
 
-Runs every stage (ingest, curate, dedup, stats, build_dataset, train, score, then an evaluation of the
-model on the bundled task slices in ``jobs/sample_data/eval_tasks`` into ``LAKE/evals``, and the report)
-in one Spark session, each through its job's own ``main()`` (the same code
+Runs every stage (ingest, train_quality, curate, dedup, stats, build_dataset, train, score, then an
+evaluation of the model on the bundled task slices in ``jobs/sample_data/eval_tasks`` into ``LAKE/evals``,
+and the report) in one Spark session, each through its job's own ``main()`` (the same code
 ``spark-submit`` runs), prints a summary per stage and, at the end, where the tables are.
+
+Curation runs the model-based and decontamination stages too: a quality classifier
+(``jobs/train_quality.py``) is trained on bronze, the bundled novels (``QUALITY_POSITIVE``) against the
+bundled crawl (``QUALITY_NEGATIVE``), and curate keeps the best ``QUALITY_KEEP`` of what the heuristics
+kept (``quality_low`` for the rest); curate also drops documents sharing a 13-gram with the bundled
+evaluation tasks (``contaminated``), the tasks the model is evaluated on at the end. Without both
+sources in ``--input-dir`` the classifier stage is skipped (logged).
 ``--max-docs`` / ``--max-steps`` make a quick run (the first N records of each corpus, N training
 steps) through the same stages.
 
@@ -22,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from jobs import build_dataset, cli, curate, dedup, evaluate, ingest, score, stats, train
+from jobs import build_dataset, cli, curate, dedup, evaluate, ingest, score, stats, train, train_quality
 from jobs.lake import DEFAULT_LAKE, table_path
 from jobs.report_builder import build_report
 from jobs.spark import get_spark
@@ -32,6 +39,8 @@ log = logging.getLogger("jobs.demo")
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 EVAL_TASKS = SAMPLE_DIR / "eval_tasks"  # the bundled task slices the demo evaluates its model on
+QUALITY_POSITIVE, QUALITY_NEGATIVE = "gutenberg_novels", "web_commoncrawl_2019"  # the classifier's sources
+QUALITY_KEEP = 0.7  # curate keeps this share of what the heuristics kept, the best by quality_score
 TABLES = ("bronze", "quarantine", "silver", "rejected", "gold", "clusters", "tokens", "scores", "stats", "runs")
 
 
@@ -115,7 +124,27 @@ def main(argv: list[str] | None = None) -> int:
             ingest.main,
             ["--input", str(path), "--format", "jsonl", "--lake", lake, "--source", path.stem],
         )
-    _stage("curate", curate.main, ["--lake", lake, "--config", str(CONFIG_DIR / "demo_curation.json")])
+    curate_args = ["--lake", lake, "--config", str(CONFIG_DIR / "demo_curation.json")]
+    curate_args += ["--decontaminate", *sorted(str(p) for p in EVAL_TASKS.glob("*.jsonl"))]
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    if {QUALITY_POSITIVE, QUALITY_NEGATIVE} <= {p.stem for p in corpora}:
+        classifier = str(Path(lake) / "_artifacts" / f"quality-{stamp}")
+        bronze = table_path(lake, "bronze")
+        _stage(
+            "train_quality",
+            train_quality.main,
+            ["--lake", lake, "--output", classifier]
+            + ["--positive", bronze, "--positive-where", f"source = '{QUALITY_POSITIVE}'"]
+            + ["--negative", bronze, "--negative-where", f"source = '{QUALITY_NEGATIVE}'"],
+        )
+        curate_args += ["--quality-model", classifier, "--quality-keep-fraction", str(QUALITY_KEEP)]
+    else:
+        log.info(
+            "no %s and %s corpora in the input: curate runs without a quality classifier",
+            QUALITY_POSITIVE,
+            QUALITY_NEGATIVE,
+        )
+    _stage("curate", curate.main, curate_args)
     _stage("dedup", dedup.main, ["--lake", lake, "--clusters", lake_table(lake, "clusters")])
     _stage("stats", stats.main, ["--lake", lake])
     tok_dir = str(Path(lake) / "_artifacts" / "tokenizer")
@@ -137,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             "source,lang",
         ],
     )
-    artifact = Path(lake) / "_artifacts" / f"gpt-{time.strftime('%Y%m%dT%H%M%S')}"
+    artifact = Path(lake) / "_artifacts" / f"gpt-{stamp}"
     steps = ["--max-steps", str(args.max_steps)] if args.max_steps else []
     _stage(
         "train",

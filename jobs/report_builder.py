@@ -215,6 +215,12 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
         )
         md += ["", "![drop reasons](drop_reasons.png)", ""]
 
+    # --- quality classifier scores (curate --quality-model)
+    from jobs.report_quality import quality_section
+
+    md += ["## Quality scores", ""]
+    md += quality_section(spark, table_path(lake, "silver"), table_path(lake, "rejected")) + [""]
+
     # --- duplicate clusters
     clusters = os.path.join(lake, "clusters")
     md += ["## Duplicate clusters", ""]

@@ -18,6 +18,7 @@ import logging
 import sys
 
 from jobs import cli
+from jobs.delta_io import plain_strings
 
 log = logging.getLogger("jobs.stats")
 
@@ -168,9 +169,9 @@ def run(spark, runs_path: str, output: str, png: str | None, record) -> None:
     rows = funnel_rows(job_counts, run_ids)
     if not rows:
         raise cli.UsageError(f"no succeeded ingest, curate or dedup run in {runs_path}")
-    spark.createDataFrame(rows, SCHEMA).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(
-        output
-    )
+    plain_strings(spark.createDataFrame(rows, SCHEMA)).write.format("delta").mode("overwrite").option(
+        "overwriteSchema", "true"
+    ).save(output)
     if png:
         import os
 

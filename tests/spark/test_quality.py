@@ -10,7 +10,7 @@ import json
 import pytest
 
 from jobs import curate, train_quality
-from jobs.quality import BUCKETS, QUALITY_LOW, verify_classifier
+from jobs.quality import BUCKETS, QUALITY_LOW, apply_perplexity, verify_classifier
 from tests.conftest import DATA, REPO
 
 pytestmark = pytest.mark.spark
@@ -114,3 +114,61 @@ def test_curate_scores_drops_quality_low_and_buckets_perplexity(spark, lake):
     extra = json.loads(run[-1].extra)
     assert extra["quality_model"]["cut"] == 0.5 and extra["perplexity_model"]["name"] == "prose-ref"
     assert run[-1].counts["dropped_quality_low"] == len(low)
+
+
+def test_keep_fraction_keeps_that_share_of_the_kept_rows(spark, lake):
+    from jobs.quality import apply_quality, load_classifier
+
+    model, _, _ = load_classifier(lake["classifier"])
+    rows = [(f"emma-{i}", t, None) for i, t in enumerate(EMMA[8:14])]
+    rows += [(f"web-{i}", t, None) for i, t in enumerate(CRAWL[55:69])]
+    rows += [("gone-1", CRAWL[70], "gopher_short_doc")]  # already rejected: scored, not counted, reason kept
+    df = spark.createDataFrame(rows, "doc_id string, text string, drop_reason string")
+    out, cut, cached = apply_quality(df, model, keep_fraction=0.25)
+    got = {r.doc_id: r for r in out.collect()}
+    for frame in cached:
+        frame.unpersist()
+    kept = [r for r in got.values() if r.drop_reason is None]
+    assert len(kept) in (5, 6)  # a quarter of 20, give or take the quantile's rank
+    assert all(r.quality_score >= cut for r in kept)
+    assert all(r.quality_score < cut for r in got.values() if r.drop_reason == QUALITY_LOW)
+    assert got["gone-1"].drop_reason == "gopher_short_doc" and got["gone-1"].quality_score is not None
+    assert sum(r.doc_id.startswith("emma") for r in kept) >= 5  # the top quarter is the book
+
+
+def test_perplexity_ranks_clean_prose_into_head(spark, lake):
+    # 20 unseen book chunks among 45 crawl pages, one language: head is the lowest 30%
+    rows = [(f"emma-{i}", t, None, "en") for i, t in enumerate(EMMA[20:40])]
+    rows += [(f"web-{i}", t, None, "en") for i, t in enumerate(CRAWL[:45])]
+    rows += [(f"de-{i}", t, None, "de") for i, t in enumerate(EMMA[40:43])]  # its own percentiles
+    df = spark.createDataFrame(rows, "doc_id string, text string, drop_reason string, lang string")
+    out, cuts, cached = apply_perplexity(df, lake["ref"])
+    got = {r.doc_id: r for r in out.collect()}
+    for frame in cached:
+        frame.unpersist()
+    assert set(cuts) == {"en", "de"} and cuts["en"][0] <= cuts["en"][1]
+    head = [d for d, r in got.items() if r.perplexity_bucket == "head" and not d.startswith("de")]
+    prose_in_head = sum(d.startswith("emma") for d in head)
+    assert prose_in_head >= 14, f"only {prose_in_head} of 20 prose chunks in head: {sorted(head)}"
+    assert sum(r.perplexity_bucket == "head" for d, r in got.items() if d.startswith("de")) >= 1
+
+
+def test_model_stage_usage_errors_exit_2(spark, lake, tmp_path):
+    base = ["--lake", str(tmp_path), "--input", str(lake["root"] / "bronze")]
+    assert curate.main([*base, "--quality-min-score", "0.5"]) == 2
+    assert curate.main([*base, "--quality-model", str(tmp_path)]) == 2  # no manifest
+    assert curate.main([*base, "--perplexity-model", str(tmp_path / "none")]) == 2
+    with pytest.raises(SystemExit) as exc:
+        curate.main([*base, "--quality-model", "m", "--quality-min-score", "0.1", "--quality-keep-fraction", "0.1"])
+    assert exc.value.code == 2
+    assert not (tmp_path / "silver").exists()
+    out = ["--output", lake["classifier"], "--lake", str(tmp_path)]
+    assert train_quality.main(["--positive", lake["pos"], "--negative", lake["neg"], *out]) == 2  # exists
+    new = ["--output", str(tmp_path / "clf"), "--lake", str(tmp_path)]
+    assert train_quality.main(["--positive", str(tmp_path / "none"), "--negative", lake["neg"], *new]) == 2
+    assert (
+        train_quality.main(["--positive", lake["pos"], "--negative", lake["neg"], "--positive-where", "nope = 1", *new])
+        == 2
+    )
+    assert train_quality.main(["--negative", lake["neg"], *new]) == 2
+    assert not (tmp_path / "clf").exists()
