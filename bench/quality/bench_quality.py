@@ -39,7 +39,7 @@ OTHER_BOOKS_DOCS = 30  # documents of 20 paragraphs per other novel
 
 
 def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def independent_corpora(data: Path) -> dict[str, list[str]]:
