@@ -146,6 +146,15 @@ def _submit_master_is_implicit(submitted_master: str | None) -> bool:
     return "org.apache.spark.deploy.SparkSubmit" in argv and not submit_args_name_master(argv)
 
 
+def console_defaults(is_terminal: bool) -> dict[str, str]:
+    """Properties that depend on where the driver's output goes (the properties file and --conf override them).
+
+    Spark's console progress bar redraws one line with carriage returns: useful on a terminal, noise in a
+    log file or CI, where the jobs' own log lines (one per stage) are the progress.
+    """
+    return {"spark.ui.showConsoleProgress": "true" if is_terminal else "false"}
+
+
 def get_spark(
     app_name: str,
     master: str | None = None,
@@ -181,7 +190,7 @@ def get_spark(
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     remote = remote or os.environ.get("SPARK_REMOTE")
-    log_level = {"spark.log.level": os.environ.get(_LOG_LEVEL_ENV, "WARN")}
+    log_level = {"spark.log.level": os.environ.get(_LOG_LEVEL_ENV, "WARN"), **console_defaults(sys.stderr.isatty())}
     if remote:
         path = _defaults_path()
         props = read_properties(path) if path is not None else {}

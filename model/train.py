@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,7 @@ def train(
         out_dir: run folder (shared by all ranks); created if missing.
         resume: continue from the newest checkpoint in ``out_dir/checkpoints`` if any. False with
             existing checkpoints raises, so a finished run is never overwritten by accident.
-        progress: show a tqdm bar (rank 0 only).
+        progress: show a tqdm bar (rank 0 only, and only when stderr is a terminal).
         tokenizer: used to count bytes of validation targets for bits per byte when
             ``val_source.bytes_per_token`` is None (approximate for byte-level BPE: a window cut inside a
             UTF-8 character decodes to U+FFFD). Prefer ``bytes_per_token`` from the dataset metadata.
@@ -310,7 +311,11 @@ def train(
     last_ckpt = ckpt
     model.train()
     it = iter(loader)
-    bar = tqdm(total=train_cfg.max_steps, initial=step, disable=not (progress and master), dynamic_ncols=True)
+    # a bar on a terminal only: in a log file or CI its redraws are noise (the eval lines are the progress)
+    on_terminal = sys.stderr.isatty()
+    bar = tqdm(
+        total=train_cfg.max_steps, initial=step, disable=not (progress and master and on_terminal), dynamic_ncols=True
+    )
     running, n_running, t_log = torch.zeros((), device=device), 0, time.monotonic()
     while step < train_cfg.max_steps:
         lr = lr_at(step, train_cfg)

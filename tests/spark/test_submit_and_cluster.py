@@ -71,6 +71,7 @@ def test_spark_submit_ingest(spark, tmp_path):
     proc = spark_submit("local[2]", "jobs/ingest.py", "--input", str(src), "--format", "jsonl", "--lake", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert '"read": 80' in proc.stdout
+    assert "[Stage " not in proc.stderr  # output to a pipe, not a terminal: no console progress bar redraws
     assert _count_rows(spark, tmp_path / "bronze") + _count_rows(spark, tmp_path / "quarantine") == 80
 
     bad = spark_submit(

@@ -5,6 +5,7 @@ import pytest
 from jobs.spark import (
     DEFAULTS_FILE,
     FALLBACK_MASTER,
+    console_defaults,
     read_properties,
     submit_args_name_master,
 )
@@ -47,3 +48,11 @@ def test_a_properties_file_that_sets_the_master_names_it(tmp_path):
     assert submit_args_name_master([*SUBMIT, "--properties-file", str(with_master), "app.py"])
     assert not submit_args_name_master([*SUBMIT, "--properties-file", str(without), "app.py"])
     assert submit_args_name_master([*SUBMIT, "--properties-file", str(DEFAULTS_FILE), "app.py"])
+
+
+def test_spark_progress_bar_only_on_a_terminal():
+    """The properties file leaves the console progress bar to the session factory, which turns it on for a
+    terminal and off for a file or CI (one log line per stage there)."""
+    assert "spark.ui.showConsoleProgress" not in read_properties(DEFAULTS_FILE)
+    assert console_defaults(True) == {"spark.ui.showConsoleProgress": "true"}
+    assert console_defaults(False) == {"spark.ui.showConsoleProgress": "false"}
