@@ -1,10 +1,10 @@
 """The run report's quality section: the classifier's ``quality_score`` distribution per source.
 
 Read from ``silver`` and curate's rows of ``rejected`` (curate writes the score on both when it runs with
-``--quality-model``):
-one row per source with the documents scored, how many the heuristics had already dropped, how many the
-classifier dropped (``quality_low``), how many survived both, and the score's quantiles over every scored
-document of the source. Lakes curated without a classifier get one line saying so.
+``--quality-model``): one row per source with the documents scored, how many an earlier stage had already
+dropped (heuristics, URL filter, decontamination), how many the classifier dropped (``quality_low``), how
+many survived both, and the score's quantiles over every scored document of the source. Lakes curated
+without a classifier get one line saying so.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def quality_markdown(table: pd.DataFrame) -> list[str]:
     md = [
         "`quality_score` of every curated document (higher = closer to the classifier's reference text), per "
         "source: documents scored, kept by every stage, dropped by the classifier (`quality_low`), dropped "
-        "earlier by a heuristic stage, and the score's 10th, 50th and 90th percentiles.",
+        "earlier by another stage, and the score's 10th, 50th and 90th percentiles.",
         "",
         head,
         "|---" * (5 + len(qs)) + "|",
