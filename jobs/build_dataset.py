@@ -42,7 +42,7 @@ import sys
 from dataclasses import dataclass
 
 from jobs import cli
-from jobs.delta_io import last_commit, plain_strings, table_version
+from jobs.delta_io import delta_writer, last_commit, table_version
 from udfs import columns as C
 
 log = logging.getLogger("jobs.build_dataset")
@@ -224,9 +224,7 @@ def run(spark, cfg: DatasetConfig, record) -> None:
     # back from the write's own rows (a heap-only cache could not hold a large table's windows)
     packed = transform(docs, tok_path, cfg, rule).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        plain_strings(window_rows(packed)).write.format("delta").mode("overwrite").option(
-            "overwriteSchema", "true"
-        ).save(cfg.output)
+        delta_writer(window_rows(packed)).mode("overwrite").option("overwriteSchema", "true").save(cfg.output)
         stats = split_stats(packed)
     finally:
         packed.unpersist()

@@ -32,7 +32,7 @@ import logging
 import sys
 
 from jobs import cli
-from jobs.delta_io import append_new, plain_strings, table_version
+from jobs.delta_io import append_new, delta_writer, table_version
 from jobs.spark import get_spark
 from udfs import columns as C
 
@@ -196,9 +196,9 @@ def run(spark, args, cfg, record, index=None, stages=None, facts=None) -> None:
         cached += more
         record.extra.update(facts)
     counts = {r[0]: r[1] for r in out.groupBy(C.DROP_REASON).count().collect()}
-    plain_strings(out.filter(F.col(C.DROP_REASON).isNull()).drop(C.DROP_REASON)).write.format("delta").mode(
-        "overwrite"
-    ).option("overwriteSchema", "true").save(args.output)
+    delta_writer(out.filter(F.col(C.DROP_REASON).isNull()).drop(C.DROP_REASON)).mode("overwrite").option(
+        "overwriteSchema", "true"
+    ).save(args.output)
     rejected = out.filter(F.col(C.DROP_REASON).isNotNull()).withColumn(C.JOB, F.lit("curate"))
     append_new(spark, args.rejected, rejected, [C.DOC_ID, C.JOB])
     for frame in cached:

@@ -33,7 +33,7 @@ import sys
 from dataclasses import dataclass
 
 from jobs import cli
-from jobs.delta_io import append_new, plain_strings, table_version
+from jobs.delta_io import append_new, delta_writer, table_version
 from udfs import columns as C
 
 log = logging.getLogger("jobs.dedup")
@@ -315,7 +315,7 @@ def _write_outputs(spark, cfg: DedupConfig, docs, existing, mh_cfg, stage, recor
     kept = labelled.filter(F.col(C.DROP_REASON).isNull()).drop(
         C.DROP_REASON, "duplicate_of", "cluster_id", "cluster_size"
     )
-    writer = plain_strings(kept).write.format("delta")
+    writer = delta_writer(kept)
     if cfg.against and cfg.against == cfg.output:
         n_kept = append_new(spark, cfg.output, kept, [C.DOC_ID])
     else:
@@ -330,8 +330,7 @@ def _write_outputs(spark, cfg: DedupConfig, docs, existing, mh_cfg, stage, recor
     append_new(spark, cfg.rejected, rejected, [C.DOC_ID, C.JOB])
     if cfg.clusters:
         (
-            plain_strings(labelled.select(C.DOC_ID, "cluster_id", "cluster_size", C.DROP_REASON, "duplicate_of"))
-            .write.format("delta")
+            delta_writer(labelled.select(C.DOC_ID, "cluster_id", "cluster_size", C.DROP_REASON, "duplicate_of"))
             .mode("overwrite")
             .option("overwriteSchema", "true")
             .save(cfg.clusters)

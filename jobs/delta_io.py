@@ -51,8 +51,8 @@ def plain_strings(df):
     A Spark Connect client (pyspark 4.2) sends every string type with its collation spelled out, and the
     server writes such a column into the Delta schema as ``string collate UTF8_BINARY``, which other
     engines (delta-rs) cannot read. ``CAST(c AS <type>)`` parsed on the server gives the plain type back,
-    nested strings included. Every DataFrame the jobs write passes through here; on a classic session it
-    is returned unchanged.
+    nested strings included. Every DataFrame the jobs write passes through here (`delta_writer`); on a
+    classic session it is returned unchanged.
     """
     if not _connect(df.sparkSession):
         return df
@@ -64,6 +64,12 @@ def plain_strings(df):
         col = F.expr(f"CAST({_quote(f.name)} AS {ddl})") if "string" in ddl else F.col(_quote(f.name))
         cols.append(col.alias(f.name))
     return df.select(*cols)
+
+
+def delta_writer(df):
+    """``df.write.format("delta")`` after `plain_strings`: the one way the jobs write a Delta table, so no
+    Connect client's collated string type reaches a Delta schema (a unit test holds every job to it)."""
+    return plain_strings(df).write.format("delta")
 
 
 def history(spark, path: str, limit: int | None = None):
@@ -254,7 +260,7 @@ def append_new(spark, path: str, df, keys: list[str]) -> int:
     df = df.persist(StorageLevel.MEMORY_AND_DISK)
     n = df.count()
     if n:
-        plain_strings(df).write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+        delta_writer(df).mode("append").option("mergeSchema", "true").save(path)
     df.unpersist()
     return n
 

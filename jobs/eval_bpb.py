@@ -99,7 +99,7 @@ def record_bits_per_byte(spark, cfg, model_name: str, model_hash: str, record) -
     import os
 
     from jobs import cli
-    from jobs.delta_io import plain_strings, table_version
+    from jobs.delta_io import delta_writer, table_version
     from udfs import columns as C
 
     try:
@@ -113,9 +113,7 @@ def record_bits_per_byte(spark, cfg, model_name: str, model_hash: str, record) -
     schema = f"{BPB_SCHEMA}, {C.MODEL_NAME} string, {C.MODEL_HASH} string, {C.RUN_ID} string, evaluated_at timestamp"
     cols = [f.split(" ")[0] for f in schema.split(", ")]
     path = os.path.join(cfg.output, "bpb")
-    plain_strings(spark.createDataFrame([tuple(row[c] for c in cols)], schema)).write.format("delta").mode(
-        "append"
-    ).save(path)
+    delta_writer(spark.createDataFrame([tuple(row[c] for c in cols)], schema)).mode("append").save(path)
     record.input_versions[cfg.bpb_table] = bpb["bpb_table_version"]
     record.output_versions[path] = table_version(spark, path)
     record.counts.update(bpb_rows=bpb["n_rows"], bpb_errors=bpb["n_errors"])

@@ -47,7 +47,7 @@ class EvaluateConfig:
     output: str
     quarantine: str
     limit: int | None = None  # first N lines of each task file; None = all
-    partitions: int = 0  # 0 = spark.default.parallelism: requests are dealt round-robin over the task slots
+    partitions: int = 0  # 0 = spark.default.parallelism: items are hashed over the task slots, choices together
     sub_batch_rows: int = batching.DEFAULT_SUB_BATCH_ROWS
     token_budget: int | None = None  # None = by device (udfs.batching)
     max_rows: int = batching.DEFAULT_MAX_ROWS
@@ -106,22 +106,44 @@ def extract(spark, cfg: EvaluateConfig) -> dict[str, pd.Series]:
     """Each task file's lines, indexed by 0-based line number (all of them: ``limit`` applies when the
     requests are built, the few-shot pool being the whole file).
 
+    All the files are read by one Spark job (DataFrame API only: Spark Connect has no RDDs). A line's
+    place is its file (a part file when ``<name>.jsonl`` is a folder), its split's start offset in that file,
+    then its order in the split; the task is the file's name (every task file is ``TASK_DIR/<name>.jsonl``,
+    so names are unique).
+
     Raises:
         cli.UsageError: a task file that cannot be read (missing, a folder of nothing).
     """
+    from urllib.parse import unquote
+
     from pyspark.sql import functions as F
     from pyspark.sql.utils import AnalysisException
 
+    by_file = {f"{name}.jsonl": name for name in cfg.tasks}
+    paths = [cfg.task_file(name) for name in cfg.tasks]
+    try:  # Connect reports a bad path at the collect
+        rows = (
+            spark.read.text(paths)
+            .select(
+                "value",
+                F.col("_metadata.file_path").alias("file"),
+                F.col("_metadata.file_block_start").alias("start"),
+                F.monotonically_increasing_id().alias("pos"),
+            )
+            .collect()
+        )
+    except AnalysisException as exc:
+        raise cli.UsageError(f"tasks {list(cfg.tasks)}: cannot read {paths}: {exc}") from exc
+    lines: dict[str, list] = {name: [] for name in cfg.tasks}
+    for r in rows:  # the file itself, or a part file in a folder of that name
+        parts = [by_file.get(c) for c in unquote(r.file).split("/")]
+        name = next((n for n in reversed(parts) if n is not None), None)
+        if name is None:  # not one of the files asked for: a bug in the path handling, never silently dropped
+            raise RuntimeError(f"read a line of {r.file}, which is none of the task files {paths}")
+        lines[name].append((r.file, r.start, r.pos, r.value))
     out = {}
-    for name in cfg.tasks:
-        path = cfg.task_file(name)
-        try:  # DataFrame API only (Spark Connect has no RDDs); Connect reports a bad path at the collect
-            # file order: the ids grow with the partition (partitions follow file offsets), then within it
-            lines = spark.read.text(path).select("value", F.monotonically_increasing_id().alias("_pos"))
-            lines = lines.orderBy("_pos")
-            values = [r.value for r in lines.select("value").collect()]
-        except AnalysisException as exc:
-            raise cli.UsageError(f"task {name!r}: cannot read {path}: {exc}") from exc
+    for name, got in lines.items():
+        values = [t[3] for t in sorted(got, key=lambda t: t[:3])]
         out[name] = pd.Series(values, index=list(range(len(values))), dtype=object)
     return out
 
@@ -137,8 +159,11 @@ def score(spark, requests: pd.DataFrame, cfg: EvaluateConfig, model_hash: str) -
         "task string, item_id bigint, kind string, choice_index int, context string, continuation string, "
         "gold int, n_choices int, norm_chars int"
     )
-    df = spark.createDataFrame(records(requests, E.REQUEST_COLUMNS), ddl).repartition(
-        cfg.partitions or default_parallelism(spark)
+    # an item's requests in one partition, side by side: the UDF then reads a shared context once
+    df = (
+        spark.createDataFrame(records(requests, E.REQUEST_COLUMNS), ddl)
+        .repartition(cfg.partitions or default_parallelism(spark), "task", "item_id")
+        .sortWithinPartitions("task", "item_id", "choice_index")
     )
     udf = make_loglikelihood_udf(
         cfg.model,

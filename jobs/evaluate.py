@@ -35,7 +35,7 @@ import sys
 import pandas as pd
 
 from jobs import cli
-from jobs.delta_io import ensure_table, merge_insert_new, plain_strings, table_version
+from jobs.delta_io import delta_writer, ensure_table, merge_insert_new, table_version
 from jobs.eval_bpb import check_table, record_bits_per_byte
 from jobs.eval_tables import (
     ITEMS_SCHEMA,
@@ -81,9 +81,9 @@ def run(spark, cfg: EvaluateConfig, model: tuple[str, str], record) -> None:
         items = pd.DataFrame(columns=E.ITEM_COLUMNS)
     items[C.MODEL_NAME], items[C.MODEL_HASH], items[C.RUN_ID] = model_name, model_hash, record.run_id
     item_cols = [f.split(" ")[0] for f in ITEMS_SCHEMA.split(", ")]
-    plain_strings(spark.createDataFrame(records(items, item_cols), ITEMS_SCHEMA)).write.format("delta").mode(
-        "append"
-    ).save(os.path.join(cfg.output, "items"))
+    delta_writer(spark.createDataFrame(records(items, item_cols), ITEMS_SCHEMA)).mode("append").save(
+        os.path.join(cfg.output, "items")
+    )
     per_task = E.task_metrics(items) if len(items) else pd.DataFrame(columns=E.TASK_COLUMNS)
     per_task["n_quarantined"] = [int((bad["task"] == t).sum()) if len(bad) else 0 for t in per_task["task"]]
     per_task["task_file"] = [cfg.task_file(t) for t in per_task["task"]]
@@ -94,9 +94,7 @@ def run(spark, cfg: EvaluateConfig, model: tuple[str, str], record) -> None:
     task_cols = [f.split(" ")[0] for f in TASKS_SCHEMA.split(", ")]
     tasks_df = spark.createDataFrame(records(per_task, task_cols), TASKS_SCHEMA)
     # mergeSchema: a tasks table written before the few-shot columns existed gains them (nulls in old rows)
-    plain_strings(tasks_df).write.format("delta").mode("append").option("mergeSchema", "true").save(
-        os.path.join(cfg.output, "tasks")
-    )
+    delta_writer(tasks_df).mode("append").option("mergeSchema", "true").save(os.path.join(cfg.output, "tasks"))
     reasons = bad["reason"].value_counts().to_dict() if len(bad) else {}
     n_errors = int(items["error"].notna().sum())
     record.counts.update(

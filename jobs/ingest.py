@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jobs import cli
-from jobs.delta_io import ensure_table, merge_insert_new, plain_strings, table_version
+from jobs.delta_io import delta_writer, ensure_table, merge_insert_new, table_version
 from udfs import columns as C
 
 log = logging.getLogger("jobs.ingest")
@@ -382,7 +382,7 @@ def _add_columns(spark, path: str, ddl: str) -> None:
     missing = [f for f in _parse_datatype_string(ddl).fields if f.name not in table.fieldNames()]
     if missing:
         empty = spark.createDataFrame([], StructType(table.fields + missing))
-        plain_strings(empty).write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+        delta_writer(empty).mode("append").option("mergeSchema", "true").save(path)
 
 
 def _skipped_records(parsed) -> tuple[dict, object]:

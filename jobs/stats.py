@@ -18,7 +18,7 @@ import logging
 import sys
 
 from jobs import cli
-from jobs.delta_io import plain_strings
+from jobs.delta_io import delta_writer
 
 log = logging.getLogger("jobs.stats")
 
@@ -169,9 +169,7 @@ def run(spark, runs_path: str, output: str, png: str | None, record) -> None:
     rows = funnel_rows(job_counts, run_ids)
     if not rows:
         raise cli.UsageError(f"no succeeded ingest, curate or dedup run in {runs_path}")
-    plain_strings(spark.createDataFrame(rows, SCHEMA)).write.format("delta").mode("overwrite").option(
-        "overwriteSchema", "true"
-    ).save(output)
+    delta_writer(spark.createDataFrame(rows, SCHEMA)).mode("overwrite").option("overwriteSchema", "true").save(output)
     if png:
         import os
 

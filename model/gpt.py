@@ -1,8 +1,9 @@
-"""A GPT-2 style decoder-only transformer in plain PyTorch, plus pure scoring and embedding functions.
+"""A GPT-2 style decoder-only transformer in plain PyTorch (scoring and embedding over it: model/scoring.py).
 
 Architecture as in GPT-2 (Radford et al. 2019) and nanoGPT: learned position embeddings, pre-norm
 blocks, GELU MLP, tied input/output embeddings. Attention uses ``F.scaled_dot_product_attention``
-(flash / memory-efficient kernels where available). A ``KVCache`` makes generation O(T) per token.
+(flash / memory-efficient kernels where available). A ``KVCache`` makes generation O(T) per token;
+``packed_hidden_states`` reads several sequences that share a prefix in one row (shared-context scoring).
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, kv_cache: KVCache | None = None, layer: int = 0, attn_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
         q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
@@ -70,7 +73,9 @@ class CausalSelfAttention(nn.Module):
             k, v = kv_cache.update(layer, k, v)  # (B, nh, past+T, hs)
             k, v = k.to(q.dtype), v.to(q.dtype)
         mask, causal = None, True
-        if past > 0:
+        if attn_mask is not None:  # packed rows (see GPT.packed_hidden_states): the caller's (B, 1, T, T) mask
+            mask, causal = attn_mask, False
+        elif past > 0:
             causal = False
             if T > 1:  # new query i (absolute position past+i) sees keys 0..past+i
                 rows = torch.arange(T, device=x.device).unsqueeze(1) + past
@@ -105,8 +110,10 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), kv_cache, layer)
+    def forward(
+        self, x: torch.Tensor, kv_cache: KVCache | None = None, layer: int = 0, attn_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), kv_cache, layer, attn_mask)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -183,6 +190,27 @@ class GPT(GenerateMixin, nn.Module):
             kv_cache.pos += T
         return self.transformer.ln_f(x)  # (B, T, C)
 
+    def packed_hidden_states(self, idx: torch.Tensor, positions: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """Final hidden states of rows that each hold several sequences side by side (``model.scoring.pack_shared``).
+
+        Args:
+            idx: token ids (B, T), int64.
+            positions: (B, T) int64 position of each token within its own sequence, < block_size.
+            attn_mask: (B, T, T) bool, True where query i may read key j (``model.scoring.packed_attention_mask``;
+                every query row needs at least one True).
+
+        Returns:
+            (B, T, n_embd) hidden states; a token's equal its sequence's unpacked ones up to float rounding.
+        """
+        from model.scoring import check_positions
+
+        check_positions(positions, self.config.block_size)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(positions))  # (B, T, C)
+        mask = attn_mask.unsqueeze(1)  # (B, 1, T, T): the same for every head
+        for block in self.transformer.h:
+            x = block(x, None, 0, mask)
+        return self.transformer.ln_f(x)  # (B, T, C)
+
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache: KVCache | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -237,7 +265,4 @@ class GPT(GenerateMixin, nn.Module):
         return KVCache(self.config, batch_size, device, dtype)
 
 
-# Scoring functions live in model/scoring.py; re-exported so ``from model.gpt import token_logprobs`` works.
-from model.scoring import mean_pooled_embeddings, summarize_logprobs, token_logprobs  # noqa: E402
-
-__all__ = ["GPT", "KVCache", "token_logprobs", "summarize_logprobs", "mean_pooled_embeddings"]
+__all__ = ["GPT", "KVCache"]

@@ -91,7 +91,12 @@ class KVCache:
 
 
 def causal_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int = 0, scale: float | None = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    past: int = 0,
+    scale: float | None = None,
+    attn_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Causal scaled-dot-product attention of T new queries over past + T keys.
 
@@ -102,6 +107,8 @@ def causal_attention(
         v: (B, nkv, past+T, hs) values.
         past: positions already cached before the new queries.
         scale: multiplies q.k; None = 1/sqrt(hs).
+        attn_mask: (B, 1, T, T) bool for packed rows (``model.scoring.packed_attention_mask``), in place of
+            the causal mask; only without a cache (``past`` 0).
 
     Returns:
         (B, nh, T, hs) attention outputs.
@@ -112,7 +119,9 @@ def causal_attention(
         k = k.repeat_interleave(nh // nkv, dim=1)  # (B, nh, past+T, hs)
         v = v.repeat_interleave(nh // nkv, dim=1)  # (B, nh, past+T, hs)
     mask, causal = None, True
-    if past > 0:
+    if attn_mask is not None:
+        mask, causal = attn_mask, False
+    elif past > 0:
         causal = False
         if T > 1:  # new query i (absolute position past+i) sees keys 0..past+i
             rows = torch.arange(T, device=q.device).unsqueeze(1) + past

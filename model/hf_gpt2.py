@@ -102,7 +102,9 @@ class Attention(nn.Module):
         scale = 1.0 / math.sqrt(cfg.n_embd // cfg.n_head) if cfg.attn_scale_by_head else 1.0
         self.scale = scale / (layer + 1) if cfg.attn_scale_by_layer else scale
 
-    def forward(self, x: torch.Tensor, kv_cache: KVCache | None, layer: int) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, kv_cache: KVCache | None, layer: int, attn_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
         q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
@@ -114,7 +116,7 @@ class Attention(nn.Module):
             past = kv_cache.pos
             k, v = kv_cache.update(layer, k, v)  # (B, nh, past+T, hs)
             k, v = k.to(q.dtype), v.to(q.dtype)
-        y = causal_attention(q, k, v, past, self.scale)  # (B, nh, T, hs)
+        y = causal_attention(q, k, v, past, self.scale, attn_mask)  # (B, nh, T, hs)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
 
 
@@ -141,8 +143,10 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, kv_cache: KVCache | None, layer: int) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), kv_cache, layer)
+    def forward(
+        self, x: torch.Tensor, kv_cache: KVCache | None, layer: int, attn_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), kv_cache, layer, attn_mask)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -195,6 +199,17 @@ class HFGPT2(GenerateMixin, nn.Module):
             x = block(x, kv_cache, layer)
         if kv_cache is not None:
             kv_cache.pos += T
+        return self.transformer.ln_f(x)  # (B, T, C)
+
+    def packed_hidden_states(self, idx: torch.Tensor, positions: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """Final hidden states of packed rows, as ``model.gpt.GPT.packed_hidden_states``."""
+        from model.scoring import check_positions
+
+        check_positions(positions, self.config.block_size)
+        x = self.transformer.wte(idx) + self.transformer.wpe(positions)  # (B, T, C)
+        mask = attn_mask.unsqueeze(1)  # (B, 1, T, T)
+        for block in self.transformer.h:
+            x = block(x, None, 0, mask)
         return self.transformer.ln_f(x)  # (B, T, C)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:

@@ -184,16 +184,16 @@ def rope_cos_sin(
     """RoPE rotation tables for the given positions, in the half-split layout Llama checkpoints use.
 
     Args:
-        positions: (T,) int64 absolute positions.
+        positions: (T,) int64 absolute positions, or (B, T) for packed rows.
         head_dim: size of one head (even).
         theta: the RoPE base.
         dtype: dtype of the returned tables (the activations').
 
     Returns:
-        ``(cos, sin)``, each (T, head_dim): frequencies computed in float32, repeated for both halves.
+        ``(cos, sin)``, each (..., T, head_dim): frequencies computed in float32, repeated for both halves.
     """
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim))  # (hs/2,)
-    freqs = positions.float().unsqueeze(1) * inv_freq.unsqueeze(0)  # (T, hs/2)
+    freqs = positions.float().unsqueeze(-1) * inv_freq  # (..., T, hs/2)
     emb = torch.cat((freqs, freqs), dim=-1)  # (T, hs)
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
@@ -217,7 +217,13 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(cfg.n_head * cfg.head_dim, cfg.n_embd, bias=cfg.o_bias)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None, layer: int
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        kv_cache: KVCache | None,
+        layer: int,
+        attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         B, T, _ = x.shape
         hs = self.head_dim
@@ -230,7 +236,7 @@ class Attention(nn.Module):
             past = kv_cache.pos
             k, v = kv_cache.update(layer, k, v)  # (B, nkv, past+T, hs)
             k, v = k.to(q.dtype), v.to(q.dtype)
-        y = causal_attention(q, k, v, past)  # (B, nh, T, hs)
+        y = causal_attention(q, k, v, past, attn_mask=attn_mask)  # (B, nh, T, hs)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * hs))  # (B, T, C)
 
 
@@ -259,9 +265,15 @@ class DecoderLayer(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None, layer: int
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        kv_cache: KVCache | None,
+        layer: int,
+        attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, kv_cache, layer)
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, kv_cache, layer, attn_mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -317,6 +329,18 @@ class HFLlama(GenerateMixin, nn.Module):
             x = block(x, cos, sin, kv_cache, layer)
         if kv_cache is not None:
             kv_cache.pos += T
+        return self.model.norm(x)  # (B, T, C)
+
+    def packed_hidden_states(self, idx: torch.Tensor, positions: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """Final hidden states of packed rows, as ``model.gpt.GPT.packed_hidden_states`` (RoPE per token position)."""
+        from model.scoring import check_positions
+
+        check_positions(positions, self.config.block_size)
+        x = self.model.embed_tokens(idx)  # (B, T, C)
+        cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, x.dtype)  # (B, T, hs)
+        cos, sin, mask = cos.unsqueeze(1), sin.unsqueeze(1), attn_mask.unsqueeze(1)  # broadcast over heads
+        for block in self.model.layers:
+            x = block(x, cos, sin, None, 0, mask)
         return self.model.norm(x)  # (B, T, C)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:

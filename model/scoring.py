@@ -148,6 +148,36 @@ def pad_right(seqs: Sequence[np.ndarray], pad_id: int, device) -> tuple[torch.Te
     return torch.from_numpy(idx).to(device), torch.from_numpy(mask).to(device)
 
 
+def check_positions(positions: torch.Tensor, block_size: int) -> None:
+    """Refuse packed positions the position table (or the model's context) does not cover."""
+    if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= block_size):
+        raise ValueError(f"positions must lie in [0, {block_size}); got {int(positions.min())}..{int(positions.max())}")
+
+
+def packed_attention_mask(segments: torch.Tensor) -> torch.Tensor:
+    """Attention mask of packed rows: a shared prefix (segment 0) followed by sequences 1, 2, ... that all continue it.
+
+    A token reads the tokens before it in its row that belong to the prefix or to its own segment, so
+    each sequence sees exactly ``prefix + itself``, as if it were alone. Padding (segment -1) reads
+    only itself, which keeps its softmax finite; no real token reads padding.
+
+    Args:
+        segments: (B, T) int64: 0 = shared prefix, s >= 1 = sequence s, -1 = padding.
+
+    Returns:
+        (B, T, T) bool, True where query i may read key j.
+
+    Example:
+        >>> packed_attention_mask(torch.tensor([[0, 0, 1, 2]]))[0].int().tolist()
+        [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 0, 1]]
+    """
+    T = segments.size(1)
+    causal = torch.ones(T, T, dtype=torch.bool, device=segments.device).tril()  # (T, T)
+    query, key = segments.unsqueeze(2), segments.unsqueeze(1)  # (B, T, 1), (B, 1, T)
+    mask = causal & ((key == 0) | (key == query)) & (key >= 0) & (query >= 0)  # (B, T, T)
+    return mask | torch.eye(T, dtype=torch.bool, device=segments.device)
+
+
 def decode_batch(
     model: GPT,
     idx: torch.Tensor,

@@ -433,7 +433,9 @@ LOGLIKELIHOOD_SCHEMA = (
 )
 
 
-def encode_pair(tok: TextTokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+def encode_pair(
+    tok: TextTokenizer, context: str, continuation: str, encode_context: Callable[[str], list[int]] | None = None
+) -> tuple[list[int], list[int]]:
     """Token ids of ``context`` and of ``continuation`` after it, split as lm-eval-harness splits them.
 
     An empty context becomes ``[tok.prefix_id]`` (BOS, else EOS) and the continuation is encoded alone
@@ -447,6 +449,7 @@ def encode_pair(tok: TextTokenizer, context: str, continuation: str) -> tuple[li
         tok: the model's tokenizer (``encode(text)`` without special tokens, ``prefix_id``).
         context: text before the continuation; "" = start of document.
         continuation: text whose likelihood is measured.
+        encode_context: ``tok.encode`` or a memo of it (the choices of an item share their context).
 
     Returns:
         ``(context_ids, continuation_ids)``.
@@ -467,7 +470,7 @@ def encode_pair(tok: TextTokenizer, context: str, continuation: str) -> tuple[li
     if n_spaces > 0:
         context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
     whole = list(tok.encode(context + continuation))
-    ctx = list(tok.encode(context))
+    ctx = list(encode_context(context) if encode_context is not None else tok.encode(context))
     return ctx, whole[len(ctx) :]
 
 
@@ -486,8 +489,10 @@ def loglikelihood_pairs(
     Per row: `encode_pair` splits the tokens; the sequence ``context + continuation`` keeps its last
     ``block_size + 1`` tokens (left truncation, ``truncated`` = True when anything was cut) and the model
     reads all but the last; the continuation's tokens are scored, each given everything before it, and
-    ``is_greedy`` says whether each was the model's argmax (LAMBADA accuracy). Rows are length-bucketed
-    into micro-batches (`plan_micro_batches`); a failing micro-batch is retried row by row.
+    ``is_greedy`` says whether each was the model's argmax (LAMBADA accuracy). Rows that share a context
+    (the choices of one item) are read as one packed sequence, the context once (`loglikelihood_token_pairs`).
+    Rows are length-bucketed into micro-batches (`plan_micro_batches`); a failing micro-batch is retried
+    item by item.
 
     Args:
         model: a GPT in eval mode (or any model with its ``hidden_states``/``lm_head``), on any device.
@@ -513,12 +518,19 @@ def loglikelihood_pairs(
     if len(contexts) != len(continuations):
         raise ValueError(f"contexts ({len(contexts)} rows) and continuations ({len(continuations)}) must align")
     pairs: list[tuple[list[int], list[int]] | str] = []
+    memo: dict[str, list[int]] = {}
+
+    def encode_context(text: str) -> list[int]:
+        if text not in memo:
+            memo[text] = list(tok.encode(text))
+        return memo[text]
+
     for ctx, cont in zip(contexts, continuations):
         if not isinstance(ctx, str) or not isinstance(cont, str):
             pairs.append("null_text")
             continue
         try:
-            pairs.append(encode_pair(tok, ctx, cont))
+            pairs.append(encode_pair(tok, ctx, cont, encode_context))
         except ValueError as exc:
             pairs.append(f"encode_failed: {exc}"[:300])
     out = loglikelihood_token_pairs(
@@ -526,6 +538,65 @@ def loglikelihood_pairs(
     )
     out.index = contexts.index
     return out
+
+
+def _pack_shared_contexts(
+    rows: list[tuple[int, np.ndarray, np.ndarray]], block: int, share: bool
+) -> tuple[list[tuple[np.ndarray, list]], list[tuple[np.ndarray, np.ndarray, np.ndarray, list]]]:
+    """Plan the model inputs of `loglikelihood_token_pairs`: one plain sequence per row, or packs of rows that share
+    a context.
+
+    A pack holds the context once, then each member's continuation minus its last token: ``c + k1[:-1] +
+    k2[:-1] + ...`` with positions restarting after the context and an attention mask that lets each
+    member read only the context and itself (``model.scoring.packed_attention_mask``). Member i's first token
+    is predicted by the context's last position, the rest by its own segment. Rows that would be truncated,
+    and contexts with one member, stay plain; a pack is cut so that it never exceeds ``block`` tokens.
+
+    Args:
+        rows: ``(row, context_ids, continuation_ids)`` of every scorable row.
+        block: the model's block_size.
+        share: False = every row plain (the model cannot read packed rows).
+
+    Returns:
+        ``(plain, packs)``. plain: ``(input_ids, owners)``; packs: ``(input_ids, positions, segments, owners)``;
+        owners: ``[(row, positions_that_predict_its_tokens, continuation_ids), ...]``.
+    """
+    plain: list[tuple[np.ndarray, list]] = []
+    packs: list[tuple[np.ndarray, np.ndarray, np.ndarray, list]] = []
+    groups: dict[bytes, list[tuple[int, np.ndarray, np.ndarray]]] = {}
+    for row, c_ids, k_ids in rows:
+        if share and len(c_ids) + len(k_ids) <= block + 1:
+            groups.setdefault(c_ids.tobytes(), []).append((row, c_ids, k_ids))
+        else:
+            seq = np.concatenate([c_ids, k_ids])[-(block + 1) :][:-1]
+            plain.append((seq, [(row, np.arange(len(seq) - len(k_ids), len(seq)), k_ids)]))
+    for members in groups.values():
+        c_ids = members[0][1]
+        Lc = len(c_ids)
+        chunks: list[list[tuple[int, np.ndarray, np.ndarray]]] = [[]]
+        used = Lc
+        for m in members:
+            if chunks[-1] and used + len(m[2]) - 1 > block:
+                chunks.append([])
+                used = Lc
+            chunks[-1].append(m)
+            used += len(m[2]) - 1
+        for chunk in chunks:
+            if len(chunk) == 1:
+                row, _, k_ids = chunk[0]
+                seq = np.concatenate([c_ids, k_ids])[:-1]
+                plain.append((seq, [(row, np.arange(Lc - 1, len(seq)), k_ids)]))
+                continue
+            ids, pos, seg, owners, at = [c_ids], [np.arange(Lc)], [np.zeros(Lc, dtype=np.int64)], [], Lc
+            for s, (row, _, k_ids) in enumerate(chunk, start=1):
+                n = len(k_ids) - 1
+                ids.append(k_ids[:-1])
+                pos.append(np.arange(Lc, Lc + n))
+                seg.append(np.full(n, s, dtype=np.int64))
+                owners.append((row, np.concatenate([[Lc - 1], np.arange(at, at + n)]), k_ids))
+                at += n
+            packs.append((np.concatenate(ids), np.concatenate(pos), np.concatenate(seg), owners))
+    return plain, packs
 
 
 def loglikelihood_token_pairs(
@@ -536,8 +607,14 @@ def loglikelihood_token_pairs(
     token_budget: int | None = DEFAULT_TOKEN_BUDGET,
     max_rows: int | None = DEFAULT_MAX_ROWS,
     precision: str = "fp32",
+    share_context: bool = True,
 ) -> pd.DataFrame:
     """`loglikelihood_pairs` on token ids: the log-likelihood of each continuation's ids after its context's.
+
+    Rows with the same context ids (the choices of a multiple-choice item) are scored in one packed
+    sequence that reads the context once (`_pack_shared_contexts`), when the model has
+    ``packed_hidden_states`` (our GPT, the native GPT-2 and Llama-family models); the numbers equal
+    one-row-at-a-time scoring up to float rounding. Other rows are scored as they are.
 
     Args:
         model: as in `loglikelihood_pairs`.
@@ -546,6 +623,7 @@ def loglikelihood_token_pairs(
         token_budget: as in `loglikelihood_pairs`.
         max_rows: as in `loglikelihood_pairs`.
         precision: as in `loglikelihood_pairs`.
+        share_context: pack rows that share a context (False = every row alone, e.g. to compare).
 
     Returns:
         The `loglikelihood_pairs` columns, one row per pair (a RangeIndex).
@@ -553,31 +631,29 @@ def loglikelihood_token_pairs(
     import torch
 
     from model.precision import autocast_for
-    from model.scoring import HEAD_CHUNK_TOKENS, model_device, pad_right
+    from model.scoring import HEAD_CHUNK_TOKENS, model_device, packed_attention_mask
 
     block = model.config.block_size
     n = len(pairs)
     errors: list[str | None] = [None] * n
-    items: list[np.ndarray] = []  # model inputs: (context + continuation)[-(block + 1):][:-1]
-    owner: list[tuple[int, np.ndarray]] = []  # (row, continuation ids) per item
+    rows: list[tuple[int, np.ndarray, np.ndarray]] = []
     trunc = [None] * n
     for row, pair in enumerate(pairs):
         if isinstance(pair, str):
             errors[row] = pair
             continue
-        c_ids, k_ids = (list(x) for x in pair)
-        if not k_ids:
+        c_ids, k_ids = (np.asarray(list(x), dtype=np.int64) for x in pair)
+        if not len(k_ids):
             errors[row] = "empty_continuation"
-        elif not c_ids:
+        elif not len(c_ids):
             errors[row] = "no_context"  # an all-whitespace context: nothing precedes the first token
         elif len(k_ids) > block:
             errors[row] = f"continuation_too_long: {len(k_ids)} tokens > block_size {block}"
         if errors[row] is not None:
             continue
-        seq = np.asarray(c_ids + k_ids, dtype=np.int64)
-        trunc[row] = len(seq) > block + 1
-        items.append(seq[-(block + 1) :][:-1])
-        owner.append((row, np.asarray(k_ids, dtype=np.int64)))
+        trunc[row] = len(c_ids) + len(k_ids) > block + 1
+        rows.append((row, c_ids, k_ids))
+    plain, packs = _pack_shared_contexts(rows, block, share_context and hasattr(model, "packed_hidden_states"))
     sums = [None] * n
     per_token: list[np.ndarray | None] = [None] * n
     greedy = [None] * n
@@ -586,17 +662,27 @@ def loglikelihood_token_pairs(
     token_budget = token_budget_for(token_budget, device)
 
     @torch.no_grad()
-    def forward(batch: np.ndarray) -> None:
-        idx, mask = pad_right([items[j] for j in batch], pad_id, device)  # (B, T)
-        scored = torch.zeros_like(mask)  # (B, T): positions that predict a continuation token
-        targets = []
-        for r, j in enumerate(batch):
-            L, k_ids = len(items[j]), owner[j][1]
-            scored[r, L - len(k_ids) : L] = True
-            targets.append(k_ids)
-        tgt = torch.from_numpy(np.concatenate(targets)).to(device)  # (N,), row-major like scored
+    def score(items: list, hidden) -> None:
+        """Right-pad ``items`` into (B, T), run ``hidden(idx, pos, seg)`` and score every owner's tokens."""
+        B, T = len(items), max(len(it[0]) for it in items)
+        idx = np.full((B, T), pad_id, dtype=np.int64)  # (B, T)
+        pos = np.zeros((B, T), dtype=np.int64)  # (B, T): position of each token in its own sequence
+        seg = np.full((B, T), -1, dtype=np.int64)  # (B, T): -1 = padding
+        flat, targets, owners = [], [], []
+        for r, it in enumerate(items):
+            L = len(it[0])
+            idx[r, :L] = it[0]
+            pos[r, :L] = it[1] if len(it) == 4 else np.arange(L)
+            seg[r, :L] = it[2] if len(it) == 4 else 0
+            for owner in it[-1]:
+                flat.append(r * T + owner[1])
+                targets.append(owner[2])
+                owners.append(owner)
+        tgt = torch.from_numpy(np.concatenate(targets)).to(device)  # (N,)
+        take = torch.from_numpy(np.concatenate(flat)).to(device)  # (N,) flat (B*T) positions
         with autocast():
-            h = model.hidden_states(idx)[scored]  # (N, C)
+            h = hidden(*(torch.from_numpy(a).to(device) for a in (idx, pos, seg)))  # (B, T, C)
+            h = h.reshape(B * T, -1)[take]  # (N, C)
             lp_parts, hit_parts = [], []
             for s in range(0, tgt.numel(), HEAD_CHUNK_TOKENS):
                 logits = model.lm_head(h[s : s + HEAD_CHUNK_TOKENS]).float()  # (n, V)
@@ -606,17 +692,29 @@ def loglikelihood_token_pairs(
         lp = torch.cat(lp_parts).double().cpu().numpy()  # (N,)
         hit = torch.cat(hit_parts).cpu().numpy()  # (N,)
         start = 0
-        for j in batch:
-            row, k_ids = owner[j]
+        for row, _, k_ids in owners:
             part = lp[start : start + len(k_ids)]
             per_token[row], sums[row] = part, float(part.sum())
             greedy[row] = bool(hit[start : start + len(k_ids)].all())
             start += len(k_ids)
 
-    def on_error(j: int, exc: Exception) -> None:
-        errors[owner[j][0]] = _model_error(exc)
+    def hidden_plain(idx, pos, seg):  # right padding never reaches a real token under causal attention
+        return model.hidden_states(idx)
 
-    run_micro_batches(items, token_budget, max_rows, forward, on_error)
+    def hidden_packed(idx, pos, seg):
+        return model.packed_hidden_states(idx, pos, packed_attention_mask(seg))
+
+    for items, hidden in ((plain, hidden_plain), (packs, hidden_packed)):
+
+        def forward(batch: np.ndarray, items=items, hidden=hidden) -> None:
+            score([items[j] for j in batch], hidden)
+
+        def on_error(j: int, exc: Exception, items=items) -> None:
+            for owner in items[j][-1]:
+                errors[owner[0]] = _model_error(exc)
+
+        if items:
+            run_micro_batches([it[0] for it in items], token_budget, max_rows, forward, on_error)
     ok = [e is None for e in errors]
     return pd.DataFrame(
         {

@@ -225,3 +225,23 @@ def test_bits_per_byte_of_a_text_table_in_the_same_output(spark, tmp_path, artif
     bad = _args(tmp_path, path, SLICES, "--bpb-table", table, "--bpb-column", "nope")
     bad[bad.index("--tasks") + 1] = "copa"
     assert evaluate.main(bad) == 2  # refused before anything is scored
+
+
+def test_task_files_are_read_in_one_pass_each_in_its_own_line_order(spark, tmp_path):
+    """``extract``: one read for all the files; a task may also be a folder of part files (as Spark writes)."""
+    from jobs.eval_tables import EvaluateConfig, extract
+
+    d = tmp_path / "tasks"
+    d.mkdir()
+    (d / "a.jsonl").write_text("".join(f'{{"line": "a{i}"}}\n' for i in range(50)), encoding="utf-8")
+    (d / "b.jsonl").mkdir()
+    (d / "b.jsonl" / "part-00000").write_text('{"line": "b0"}\n{"line": "b1"}\n', encoding="utf-8")
+    (d / "b.jsonl" / "part-00001").write_text('{"line": "b2"}\n', encoding="utf-8")
+    (d / "c.jsonl").write_text("", encoding="utf-8")
+    cfg = EvaluateConfig(
+        model="m", tasks="a,b,c", task_dir=str(d), output=str(tmp_path / "o"), quarantine=str(tmp_path / "q")
+    )
+    got = extract(spark, cfg)
+    assert [json.loads(v)["line"] for v in got["a"]] == [f"a{i}" for i in range(50)]
+    assert [json.loads(v)["line"] for v in got["b"]] == ["b0", "b1", "b2"]
+    assert got["c"].empty and got["a"].index.tolist() == list(range(50))

@@ -272,3 +272,93 @@ def test_loglikelihood_pairs_reports_bad_rows_per_row(tiny):
     assert errors[4] == f"continuation_too_long: {BLOCK + 1} tokens > block_size {BLOCK}"
     assert errors[5] is None  # whitespace is a continuation like any other
     assert got["sum_logprob"].isna().tolist() == [False, True, True, True, True, False]
+
+
+# ------------------------------------------------------------------------- shared contexts (packed rows)
+
+
+def _native_models():
+    from model.config import GPTConfig
+    from model.gpt import GPT
+    from model.hf_gpt2 import HFGPT2, HFGPT2Config
+    from model.hf_llama import HFLlama, HFLlamaConfig
+
+    torch.manual_seed(0)
+    llama = HFLlamaConfig(
+        "llama", vocab_size=50, block_size=BLOCK, n_layer=2, n_head=4, n_kv_head=2, n_embd=16, head_dim=4,
+        intermediate_size=32,
+    )  # fmt: skip
+    return {
+        "gpt": GPT(GPTConfig(vocab_size=50, n_layer=2, n_head=2, n_embd=32, block_size=BLOCK)).eval(),
+        "gpt2": HFGPT2(HFGPT2Config(vocab_size=50, block_size=BLOCK, n_layer=2, n_head=2, n_embd=16, n_inner=64)),
+        "llama": HFLlama(llama).eval(),
+    }
+
+
+def _shared_context_pairs(rng) -> list:
+    """Multiple-choice-like pairs: contexts with 1-6 continuations, one pack too long for one block, truncation."""
+    pairs = []
+    for n_choices, ctx_len in ((4, 9), (2, 3), (1, 7), (6, 12), (3, 1), (2, 25)):
+        ctx = rng.integers(2, 50, ctx_len).tolist()
+        for _ in range(n_choices):
+            pairs.append((ctx, rng.integers(2, 50, int(rng.integers(1, 6))).tolist()))
+    pairs.append((pairs[-1][0], rng.integers(2, 50, 10).tolist()))  # 25 + 10 > BLOCK + 1: truncated, scored alone
+    order = rng.permutation(len(pairs))  # choices of one item need not be adjacent
+    return [pairs[i] for i in order]
+
+
+@pytest.mark.parametrize("name", ["gpt", "gpt2", "llama"])
+def test_shared_context_packing_equals_one_row_at_a_time(name):
+    model = _native_models()[name]
+    pairs = _shared_context_pairs(np.random.default_rng(1))
+    read = {"packed": 0, "plain": 0}
+    plain_hidden, packed_hidden = model.hidden_states, model.packed_hidden_states
+
+    def counting_plain(idx, *a, **k):
+        read["plain"] += idx.numel()
+        return plain_hidden(idx, *a, **k)
+
+    def counting_packed(idx, pos, mask):
+        read["packed"] += idx.numel()
+        return packed_hidden(idx, pos, mask)
+
+    model.hidden_states, model.packed_hidden_states = counting_plain, counting_packed
+    alone = tasks.loglikelihood_token_pairs(model, 0, pairs, max_rows=1, share_context=False)
+    unshared = dict(read)
+    read.update(packed=0, plain=0)
+    tasks.loglikelihood_token_pairs(model, 0, pairs, max_rows=1)  # one row per call: no padding in the count
+    shared = dict(read)
+    packed = tasks.loglikelihood_token_pairs(model, 0, pairs, token_budget=200, max_rows=None)
+    assert packed["error"].isna().all() and alone["error"].isna().all()
+    for a, b in zip(packed[tasks.TOKEN_LOGPROBS], alone[tasks.TOKEN_LOGPROBS]):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert packed[tasks.IS_GREEDY].tolist() == alone[tasks.IS_GREEDY].tolist()
+    assert packed["truncated"].tolist() == alone["truncated"].tolist() and packed["truncated"].sum() == 1
+    assert packed["n_tokens"].tolist() == [len(k) for _, k in pairs]
+    assert unshared["packed"] == 0 and shared["packed"] > 0  # packs were used, and they read fewer tokens
+    assert shared["packed"] + shared["plain"] < 0.75 * unshared["plain"], (shared, unshared)
+
+
+def test_packed_attention_mask_keeps_each_choice_to_the_context_and_itself():
+    from model.scoring import packed_attention_mask
+
+    seg = torch.tensor([[0, 0, 1, 1, 2, -1]])
+    m = packed_attention_mask(seg)[0].int().tolist()
+    assert m[3] == [1, 1, 1, 1, 0, 0]  # choice 1, second token: context + itself, causally
+    assert m[4] == [1, 1, 0, 0, 1, 0]  # choice 2 never reads choice 1
+    assert m[5] == [0, 0, 0, 0, 0, 1]  # padding reads only itself; no real token reads it
+    assert [row[5] for row in m[:5]] == [0] * 5
+
+
+def test_a_failing_pack_fails_only_its_own_rows(tiny, monkeypatch):
+    ctx, other = tiny.tokenizer.encode("First Citizen"), tiny.tokenizer.encode("Before we")
+    pairs = [(ctx, [3]), (ctx, [4, 5]), (other, [6])]
+    model = tiny.model
+
+    def broken(*a, **k):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(model, "packed_hidden_states", broken, raising=False)
+    got = tasks.loglikelihood_token_pairs(model, 0, pairs)
+    assert got["error"].tolist()[:2] == ["model_failed: RuntimeError: out of memory"] * 2
+    assert got["error"].iloc[2] is None and not np.isnan(got["sum_logprob"].iloc[2])

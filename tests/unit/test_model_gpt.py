@@ -7,7 +7,8 @@ import torch
 
 from model.config import GPTConfig
 from model.decoding import sample_next_token
-from model.gpt import GPT, mean_pooled_embeddings, summarize_logprobs, token_logprobs
+from model.gpt import GPT
+from model.scoring import mean_pooled_embeddings, summarize_logprobs, token_logprobs
 
 VOCAB = 67
 CFG = GPTConfig(vocab_size=VOCAB, block_size=16, n_layer=2, n_head=2, n_embd=32)
