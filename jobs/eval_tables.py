@@ -207,3 +207,59 @@ def quarantine_rows(bad: pd.DataFrame, cfg: EvaluateConfig, record) -> list[tupl
             + (record.started_at.replace(tzinfo=None),)
         )
     return rows
+
+
+def write_results(spark, cfg: EvaluateConfig, items: pd.DataFrame, bad: pd.DataFrame, model: tuple[str, str], record):
+    """Append the run's items to ``OUTPUT/items`` and its per-task metrics to ``OUTPUT/tasks``; return the latter.
+
+    Args:
+        spark: the session.
+        cfg: the job's config.
+        items: ``udfs.eval_tasks.item_metrics`` rows (may be empty).
+        bad: the quarantined task lines (``task`` column), counted per task.
+        model: ``(model_name, model_hash)``.
+        record: the run's record (``run_id``, ``started_at``).
+
+    Returns:
+        The per-task rows written (``udfs.eval_tasks.task_metrics`` plus the lineage columns).
+    """
+    from jobs.delta_io import delta_writer
+
+    model_name, model_hash = model
+    items[C.MODEL_NAME], items[C.MODEL_HASH], items[C.RUN_ID] = model_name, model_hash, record.run_id
+    item_cols = [f.split(" ")[0] for f in ITEMS_SCHEMA.split(", ")]
+    delta_writer(spark.createDataFrame(records(items, item_cols), ITEMS_SCHEMA)).mode("append").save(
+        os.path.join(cfg.output, "items")
+    )
+    per_task = E.task_metrics(items) if len(items) else pd.DataFrame(columns=E.TASK_COLUMNS)
+    per_task["n_quarantined"] = [int((bad["task"] == t).sum()) if len(bad) else 0 for t in per_task["task"]]
+    per_task["task_file"] = [cfg.task_file(t) for t in per_task["task"]]
+    for k, v in {C.MODEL_NAME: model_name, C.MODEL_HASH: model_hash, **model_lineage(cfg.model)}.items():
+        per_task[k] = v
+    per_task[C.RUN_ID], per_task["evaluated_at"] = record.run_id, record.started_at.replace(tzinfo=None)
+    per_task["num_fewshot"], per_task["fewshot_seed"] = cfg.num_fewshot, cfg.fewshot_seed
+    task_cols = [f.split(" ")[0] for f in TASKS_SCHEMA.split(", ")]
+    tasks_df = spark.createDataFrame(records(per_task, task_cols), TASKS_SCHEMA)
+    # mergeSchema: a tasks table written before the few-shot columns existed gains them (nulls in old rows)
+    delta_writer(tasks_df).mode("append").option("mergeSchema", "true").save(os.path.join(cfg.output, "tasks"))
+    return per_task
+
+
+def count_run(record, cfg: EvaluateConfig, lines: dict[str, pd.Series], items, bad, n_requests: int) -> None:
+    """The run's accounting into ``record.counts``: ``read`` (non-blank lines within ``limit``) = ``scored`` +
+    ``quarantined`` (per reason too), ``requests`` and ``errors``.
+
+    Raises:
+        RuntimeError: an item lost between parsing and scoring (a bug: fail loudly, never silently).
+    """
+    reasons = bad["reason"].value_counts().to_dict() if len(bad) else {}
+    record.counts.update(
+        read=sum(int(ls.iloc[: cfg.limit].astype(str).str.strip().ne("").sum()) for ls in lines.values()),
+        scored=len(items),
+        quarantined=len(bad),
+        requests=n_requests,
+        errors=int(items["error"].notna().sum()),
+        **{f"quarantined_{k}": int(v) for k, v in sorted(reasons.items())},
+    )
+    if record.counts["read"] != len(items) + len(bad):
+        raise RuntimeError(f"items in != scored + quarantined: {record.counts}")

@@ -35,22 +35,11 @@ import sys
 import pandas as pd
 
 from jobs import cli
-from jobs.delta_io import delta_writer, ensure_table, merge_insert_new, table_version
+from jobs.delta_io import ensure_table, merge_insert_new, table_version
 from jobs.eval_bpb import check_table, record_bits_per_byte
-from jobs.eval_tables import (
-    ITEMS_SCHEMA,
-    SUMMARY_KEYS,
-    TASKS_SCHEMA,
-    EvaluateConfig,
-    extract,
-    model_lineage,
-    quarantine_rows,
-    records,
-    score,
-)
+from jobs.eval_tables import SUMMARY_KEYS, EvaluateConfig, count_run, extract, quarantine_rows, score, write_results
 from jobs.ingest import QUARANTINE_KEYS, QUARANTINE_SCHEMA
 from model.config import PRECISIONS
-from udfs import columns as C
 from udfs import eval_tasks as E
 
 log = logging.getLogger("jobs.evaluate")
@@ -79,34 +68,8 @@ def run(spark, cfg: EvaluateConfig, model: tuple[str, str], record) -> None:
     items = E.item_metrics(score(spark, requests, cfg, model_hash)) if len(requests) else None
     if items is None:
         items = pd.DataFrame(columns=E.ITEM_COLUMNS)
-    items[C.MODEL_NAME], items[C.MODEL_HASH], items[C.RUN_ID] = model_name, model_hash, record.run_id
-    item_cols = [f.split(" ")[0] for f in ITEMS_SCHEMA.split(", ")]
-    delta_writer(spark.createDataFrame(records(items, item_cols), ITEMS_SCHEMA)).mode("append").save(
-        os.path.join(cfg.output, "items")
-    )
-    per_task = E.task_metrics(items) if len(items) else pd.DataFrame(columns=E.TASK_COLUMNS)
-    per_task["n_quarantined"] = [int((bad["task"] == t).sum()) if len(bad) else 0 for t in per_task["task"]]
-    per_task["task_file"] = [cfg.task_file(t) for t in per_task["task"]]
-    for k, v in {C.MODEL_NAME: model_name, C.MODEL_HASH: model_hash, **model_lineage(cfg.model)}.items():
-        per_task[k] = v
-    per_task[C.RUN_ID], per_task["evaluated_at"] = record.run_id, record.started_at.replace(tzinfo=None)
-    per_task["num_fewshot"], per_task["fewshot_seed"] = cfg.num_fewshot, cfg.fewshot_seed
-    task_cols = [f.split(" ")[0] for f in TASKS_SCHEMA.split(", ")]
-    tasks_df = spark.createDataFrame(records(per_task, task_cols), TASKS_SCHEMA)
-    # mergeSchema: a tasks table written before the few-shot columns existed gains them (nulls in old rows)
-    delta_writer(tasks_df).mode("append").option("mergeSchema", "true").save(os.path.join(cfg.output, "tasks"))
-    reasons = bad["reason"].value_counts().to_dict() if len(bad) else {}
-    n_errors = int(items["error"].notna().sum())
-    record.counts.update(
-        read=sum(int(ls.iloc[: cfg.limit].astype(str).str.strip().ne("").sum()) for ls in lines.values()),
-        scored=len(items),
-        quarantined=len(bad),
-        requests=len(requests),
-        errors=n_errors,
-        **{f"quarantined_{k}": int(v) for k, v in sorted(reasons.items())},
-    )
-    if record.counts["read"] != len(items) + len(bad):  # an item lost between parsing and scoring: a bug, fail loudly
-        raise RuntimeError(f"items in != scored + quarantined: {record.counts}")
+    per_task = write_results(spark, cfg, items, bad, (model_name, model_hash), record)
+    count_run(record, cfg, lines, items, bad, len(requests))
     for name in ("items", "tasks"):
         record.output_versions[os.path.join(cfg.output, name)] = table_version(spark, os.path.join(cfg.output, name))
     record.output_versions[cfg.quarantine] = table_version(spark, cfg.quarantine)
@@ -125,8 +88,8 @@ def run(spark, cfg: EvaluateConfig, model: tuple[str, str], record) -> None:
     }
     record.extra.update(summary)
     print(json.dumps(summary, sort_keys=True, default=str))
-    if len(items) and n_errors == len(items):
-        raise RuntimeError(f"every one of the {n_errors} items failed; first error: {items['error'].iloc[0]}")
+    if len(items) and record.counts["errors"] == len(items):
+        raise RuntimeError(f"every one of the {len(items)} items failed; first error: {items['error'].iloc[0]}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,26 +28,24 @@ import sys
 from pathlib import Path
 
 from jobs import cli
-from jobs.delta_io import table_version
 from jobs.distributed import MODES, driver_identity, resolve_mode, run_ranks
-from jobs.train_steps import build_configs, dataset_metadata, resolve_files, train_process
+from jobs.train_steps import (
+    build_configs,
+    dataset_metadata,
+    finished_ranks,
+    pinned_version,
+    resolve_files,
+    train_process,
+    write_artifact,
+)
 
 log = logging.getLogger("jobs.train")
 
 
 def run(spark, args, record) -> None:
-    from model.artifact import save_artifact, verify_artifact
-    from model.checkpoint import load_checkpoint
-    from model.config import GPTConfig
-    from model.gpt import GPT
     from model.tokenizer import load_tokenizer
 
-    latest = table_version(spark, args.data)
-    if latest is None:
-        raise cli.UsageError(f"--data {args.data} is not a Delta table")
-    version = latest if args.data_version is None else args.data_version
-    if not 0 <= version <= latest:
-        raise cli.UsageError(f"--data-version {version} does not exist (latest is {latest})")
+    version = pinned_version(spark, args.data, args.data_version)
     if os.path.exists(args.out):
         raise cli.UsageError(f"--out {args.out} exists; artifacts are immutable, choose a new folder")
     meta = dataset_metadata(spark, args.data, version)
@@ -80,26 +78,9 @@ def run(spark, args, record) -> None:
     mode = resolve_mode(args.distributed_mode, session_master(spark)) if world > 1 else "single"
     if world > 1:
         run_ranks(spark, world, mode, train_process, *fn_args)
-        missing = [r for r in range(world) if not Path(work_dir, f"rank-{r}.done").exists()]
-        if missing:
-            raise RuntimeError(f"ranks {missing} did not finish (see the torchrun log above)")
     else:
         train_process(*fn_args)
-    done = [json.loads(Path(work_dir, f"rank-{r}.done").read_text()) for r in range(world)]
-    result = done[0]
-    ranks = [{"rank": d["rank"], **d["placement"], "samples_log": d["samples_log"]} for d in done]
-    for r in ranks:
-        log.info(
-            "rank %d ran on %s, pid %d, executor %s%s",
-            r["rank"],
-            r["hostname"],
-            r["pid"],
-            r["executor_id"],
-            " (under the driver)" if r["under_driver"] else "",
-        )
-
-    model = GPT(GPTConfig.from_dict(model_cfg.to_dict()))
-    model.load_state_dict(load_checkpoint(result["checkpoint"])["model"])
+    result, ranks = finished_ranks(work_dir, world)
     lineage = {
         "data": args.data,
         "data_version": version,
@@ -114,11 +95,7 @@ def run(spark, args, record) -> None:
         "resumed_from": result.get("resumed_from"),
         "start_step": result.get("start_step"),
     }
-    metrics = {
-        k: result.get(k) for k in ("step", "train_loss", "val_loss", "val_bpb", "tokens_seen", "n_params", "elapsed_s")
-    }
-    model_hash = save_artifact(args.out, model, tok, lineage=lineage, metrics=metrics)
-    verify_artifact(args.out)
+    model_hash, metrics = write_artifact(args.out, model_cfg, tok, result, lineage)
     for name in ("metrics.jsonl", "loss_curve.png"):
         if Path(work_dir, name).exists():
             record.extra[name] = str(Path(work_dir, name))

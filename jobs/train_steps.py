@@ -4,11 +4,31 @@ configs, and the body every training process (each DDP rank) runs."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 from jobs import cli
 from jobs.distributed import describe_process
+
+log = logging.getLogger("jobs.train")
+
+
+def pinned_version(spark, path: str, requested: int | None) -> int:
+    """The token table version to train on: ``requested``, or the latest when None.
+
+    Raises:
+        cli.UsageError: ``path`` is not a Delta table, or has no such version.
+    """
+    from jobs.delta_io import table_version
+
+    latest = table_version(spark, path)
+    if latest is None:
+        raise cli.UsageError(f"--data {path} is not a Delta table")
+    version = latest if requested is None else requested
+    if not 0 <= version <= latest:
+        raise cli.UsageError(f"--data-version {version} does not exist (latest is {latest})")
+    return version
 
 
 def dataset_metadata(spark, path: str, version: int) -> dict:
@@ -95,3 +115,43 @@ def train_process(
     finally:
         if distributed:
             dist.destroy_process_group()
+
+
+def finished_ranks(work_dir: str, world: int) -> tuple[dict, list[dict]]:
+    """Rank 0's result and where every rank ran, from the ``rank-R.done`` markers in ``work_dir`` (logged).
+
+    Raises:
+        RuntimeError: a rank left no marker (it did not finish).
+    """
+    missing = [r for r in range(world) if not Path(work_dir, f"rank-{r}.done").exists()]
+    if missing:
+        raise RuntimeError(f"ranks {missing} did not finish (see the torchrun log above)")
+    done = [json.loads(Path(work_dir, f"rank-{r}.done").read_text()) for r in range(world)]
+    ranks = [{"rank": d["rank"], **d["placement"], "samples_log": d["samples_log"]} for d in done]
+    for r in ranks:
+        log.info(
+            "rank %d ran on %s, pid %d, executor %s%s",
+            r["rank"],
+            r["hostname"],
+            r["pid"],
+            r["executor_id"],
+            " (under the driver)" if r["under_driver"] else "",
+        )
+    return done[0], ranks
+
+
+def write_artifact(out: str, model_cfg, tok, result: dict, lineage: dict) -> tuple[str, dict]:
+    """The trained weights (``result["checkpoint"]``) as a verified artifact at ``out``; returns (hash, metrics)."""
+    from model.artifact import save_artifact, verify_artifact
+    from model.checkpoint import load_checkpoint
+    from model.config import GPTConfig
+    from model.gpt import GPT
+
+    model = GPT(GPTConfig.from_dict(model_cfg.to_dict()))
+    model.load_state_dict(load_checkpoint(result["checkpoint"])["model"])
+    metrics = {
+        k: result.get(k) for k in ("step", "train_loss", "val_loss", "val_bpb", "tokens_seen", "n_params", "elapsed_s")
+    }
+    model_hash = save_artifact(out, model, tok, lineage=lineage, metrics=metrics)
+    verify_artifact(out)
+    return model_hash, metrics
