@@ -314,14 +314,41 @@ def build_pipeline(cfg: QualityTrainConfig):
     return Pipeline(stages=stages)
 
 
-def score_frame(pipeline_model, df):
-    """``df`` plus ``quality_score`` (probability of the positive class), the pipeline's columns dropped."""
-    from pyspark.ml.functions import vector_to_array
+FEATURE_KEYS = ("word_ngrams", "char_ngram", "max_chars", "char_max_chars")  # the config fields the features use
+
+
+def linear_model(pipeline_model, config: dict):
+    """The fitted pipeline as weights and feature spec (``HashedLinearModel``), scored outside the JVM.
+
+    Args:
+        pipeline_model: the fitted ``build_pipeline`` (its last stage is the logistic regression).
+        config: the training config (``asdict(QualityTrainConfig)``, or an artifact's ``config``).
+
+    Raises:
+        ValueError: if the regression's width is not the config's ``num_features``.
+    """
+    from udfs.curation.hashed_linear import HashedLinearModel
+
+    lr = pipeline_model.stages[-1]
+    weights = lr.coefficients.toArray()
+    if weights.shape[0] != config["num_features"]:
+        raise ValueError(f"classifier has {weights.shape[0]} weights, its config says {config['num_features']}")
+    return HashedLinearModel(weights, lr.intercept, **{k: config[k] for k in FEATURE_KEYS})
+
+
+def score_frame(model, df):
+    """``df`` plus ``quality_score`` (probability of the positive class) from ``model`` (`linear_model`).
+
+    The features and the regression are the Spark ML pipeline's, computed in a pandas UDF
+    (`udfs.curate.make_quality_score_udf`); only the first ``max_chars`` characters of each text cross to
+    Python, as only they are read.
+    """
     from pyspark.sql import functions as F
 
-    out = pipeline_model.transform(df)
-    out = out.withColumn(C.QUALITY_SCORE, vector_to_array(F.col("_q_prob"))[1])
-    return out.drop(*[c for c in out.columns if c.startswith("_q_") and c != LABEL])
+    from udfs.curate import make_quality_score_udf
+
+    head = F.substring(F.col(C.TEXT), 1, model.max_chars)
+    return df.withColumn(C.QUALITY_SCORE, make_quality_score_udf(model)(head))
 
 
 def read_labelled(spark, tables: tuple[str, ...], where: str | None, label: int, text_col: str):
@@ -386,9 +413,10 @@ def train_classifier(spark, cfg: QualityTrainConfig) -> tuple[Any, dict]:
     n_train = sum(counts.values())
     weight = F.when(F.col(LABEL) == 1.0, n_train / (2 * counts[1])).otherwise(n_train / (2 * counts[0]))
     model = build_pipeline(cfg).fit(train.withColumn(WEIGHT, weight))
+    linear = linear_model(model, asdict(cfg))
     metrics = {}
     for split, part in (("train", train), ("test", data.filter(F.col("_q_test")))):
-        rows = score_frame(model, part).select(LABEL, C.QUALITY_SCORE).collect()
+        rows = score_frame(linear, part).select(LABEL, C.QUALITY_SCORE).collect()
         metrics[split] = binary_metrics([r[0] for r in rows], [r[1] for r in rows], cfg.threshold)
     log.info("quality classifier: held-out %s", metrics["test"])
     lineage = {"positive": pos_lineage, "negative": neg_lineage, "balance": "class_weight"}
@@ -432,7 +460,7 @@ def save_classifier(out_dir: str, pipeline_model, cfg: QualityTrainConfig, facts
 
 
 def load_classifier(path: str) -> tuple[Any, dict, str]:
-    """Verify, then load, a classifier artifact: ``(pipeline_model, metadata, hash)``.
+    """Verify, then load, a classifier artifact: ``(model, metadata, hash)``; ``model`` is `linear_model`'s.
 
     Raises:
         ClassifierIntegrityError: see `verify_classifier`.
@@ -441,7 +469,8 @@ def load_classifier(path: str) -> tuple[Any, dict, str]:
 
     digest = verify_classifier(path)
     metadata = json.loads((Path(path) / METADATA).read_text())
-    return PipelineModel.load(str(Path(path).absolute() / PIPELINE)), metadata, digest
+    pipeline_model = PipelineModel.load(str(Path(path).absolute() / PIPELINE))
+    return linear_model(pipeline_model, metadata["config"]), metadata, digest
 
 
 # ---- curate: the model-based stages ----------------------------------------------------------------------
@@ -479,12 +508,12 @@ def check_model_stages(stages: ModelStagesConfig) -> dict:
     return facts
 
 
-def apply_quality(df, pipeline_model, *, min_score: float | None = None, keep_fraction: float | None = None):
+def apply_quality(df, model, *, min_score: float | None = None, keep_fraction: float | None = None):
     """``quality_score`` on every row; kept rows (null ``drop_reason``) below the cut get ``quality_low``.
 
     Args:
         df: curated rows with ``text`` and ``drop_reason``.
-        pipeline_model: the classifier (`load_classifier`).
+        model: the classifier (`load_classifier`).
         min_score: the cut in score units.
         keep_fraction: instead, the cut is the ``1 - keep_fraction`` quantile of the kept rows' scores
             (relative error 1e-4), so about that share of them stays; exactly one of the two is given.
@@ -497,7 +526,7 @@ def apply_quality(df, pipeline_model, *, min_score: float | None = None, keep_fr
     from pyspark.sql import functions as F
 
     assert (min_score is None) != (keep_fraction is None), f"one cut: {min_score=}, {keep_fraction=}"
-    scored = score_frame(pipeline_model, df).persist(StorageLevel.MEMORY_AND_DISK)
+    scored = score_frame(model, df).persist(StorageLevel.MEMORY_AND_DISK)
     cut = min_score
     if keep_fraction is not None:
         kept = scored.filter(F.col(C.DROP_REASON).isNull())

@@ -15,9 +15,11 @@ halves, ranking of independent corpora, and the classifier stage's speed in docu
   articles' gold main text; negatives are the same zyte pages' full visible text (menus, footers, cookie
   banners: the article is inside it, so these are hard negatives). ROC-AUC of the recipe classifier and the
   median ``quality_score`` per corpus (C4, already cleaned by its rules, is listed too, unlabelled).
-- ``speed``: ``score_frame`` (the curate stage's code) over ``--speed-docs`` documents (the independent
-  corpora, C4 and the crawl sample, cycled; cached in memory first, so reading is not timed), median of
-  ``--repeats``; CPU seconds of this process tree (driver, JVM, Python workers). Goal >= 5,000 docs/CPU-s.
+- ``speed``: ``score_frame`` (the curate stage's code: the fitted weights in a pandas UDF) over
+  ``--speed-docs`` documents (the independent corpora, C4 and the crawl sample, cycled; cached in memory
+  first, so reading is not timed), median of ``--repeats``; CPU seconds of this process tree (driver, JVM,
+  Python workers). Goal >= 5,000 docs/CPU-s. Beside it, interleaved round by round, the same artifact's
+  Spark ML ``PipelineModel.transform`` (the JVM feature stages the stage used before; same scores).
 """
 
 from __future__ import annotations
@@ -145,13 +147,22 @@ def main() -> int:
     docs = [(i, pool[i % len(pool)]) for i in range(args.speed_docs)]
     df = spark.createDataFrame(docs, "i long, text string").repartition(2).persist(StorageLevel.MEMORY_ONLY)
     df.count()
-    runs = []
-    for _ in range(args.repeats + 1):  # the first run warms the JVM up and is not counted
-        cpu0, w0 = tree_cpu_seconds(), time.monotonic()
-        score_frame(model, df).agg(F.sum(C.QUALITY_SCORE)).collect()
-        runs.append({"cpu_s": tree_cpu_seconds() - cpu0, "wall_s": time.monotonic() - w0})
-    runs = runs[1:]
-    cpu = median([r["cpu_s"] for r in runs])
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.functions import vector_to_array
+
+    pipeline = PipelineModel.load(str(lake / "clf" / "pipeline"))
+    sides = {
+        "ours": lambda: score_frame(model, df).agg(F.sum(C.QUALITY_SCORE)),
+        "spark_ml_pipeline": lambda: pipeline.transform(df).agg(F.sum(vector_to_array("_q_prob")[1])),
+    }
+    runs = {name: [] for name in sides}
+    for _ in range(args.repeats + 1):  # the first round warms both up (JVM, numba's cache) and is not counted
+        for name, job in sides.items():  # interleaved, so a change in the machine's load hits both
+            cpu0, w0 = tree_cpu_seconds(), time.monotonic()
+            job().collect()
+            runs[name].append({"cpu_s": tree_cpu_seconds() - cpu0, "wall_s": time.monotonic() - w0})
+    runs = {name: r[1:] for name, r in runs.items()}
+    cpu = {name: median([x["cpu_s"] for x in r]) for name, r in runs.items()}
     result = {
         "recipe": {"hash": digest, "lineage": meta["lineage"], "metrics": meta["metrics"], "build_wall_s": build_s},
         "halves": {"cross_auc": cross, "spearman_on_independent": float(rho)},
@@ -164,8 +175,9 @@ def main() -> int:
             "docs": args.speed_docs,
             "mean_chars": sum(len(t) for _, t in docs) / len(docs),
             "runs": runs,
-            "docs_per_cpu_s": args.speed_docs / cpu,
-            "docs_per_wall_s": args.speed_docs / median([r["wall_s"] for r in runs]),
+            "docs_per_cpu_s": {name: args.speed_docs / c for name, c in cpu.items()},
+            "docs_per_wall_s": {name: args.speed_docs / median([x["wall_s"] for x in r]) for name, r in runs.items()},
+            "ours_over_spark_ml_per_cpu_s": cpu["spark_ml_pipeline"] / cpu["ours"],
         },
     }
     print(json.dumps(result, indent=1, default=str))

@@ -172,3 +172,26 @@ def test_model_stage_usage_errors_exit_2(spark, lake, tmp_path):
     )
     assert train_quality.main(["--negative", lake["neg"], *new]) == 2
     assert not (tmp_path / "clf").exists()
+
+
+@pytest.mark.parametrize("num_features", [1000, 1 << 18])
+def test_scores_equal_the_spark_ml_pipeline(spark, num_features):
+    """The curate stage scores outside the JVM (udfs.curation.hashed_linear): equal to the fitted Spark ML
+    pipeline's own transform on multilingual text, odd whitespace, emoji, empty and over-long texts,
+    for a bucket count that is a power of two and one that is not (negative hashes, modulo)."""
+    from pyspark.ml.functions import vector_to_array
+
+    from jobs.quality import LABEL, WEIGHT, QualityTrainConfig, build_pipeline, linear_model, score_frame
+
+    udhr = [json.loads(x)["text"] for x in (DATA / "udhr_multilingual_slice.jsonl").read_text().splitlines()]
+    odd = ["", "a", "abcd", "  lead\tand\x0btrail \n\r", "İSTANBUL ΣΟΦΟΣ", "nbsp\u00a0em\u2003sep", "😀😀😀😀 ok"]
+    texts = [*CRAWL[:40], *udhr, *PRIDE[:20], *odd, "word " * 2000]
+    cfg = QualityTrainConfig(positive=("p",), negative=("n",), num_features=num_features, max_iter=10)
+    rows = [(i, t, float(i % 2), 1.0) for i, t in enumerate(texts)]
+    df = spark.createDataFrame(rows, f"i long, text string, {LABEL} double, {WEIGHT} double")
+    fitted = build_pipeline(cfg).fit(df)
+    ref = fitted.transform(df).select("i", vector_to_array("_q_prob")[1].alias("p")).orderBy("i").collect()
+    ours = score_frame(linear_model(fitted, vars(cfg)), df).select("i", "quality_score").orderBy("i").collect()
+    assert [r.i for r in ours] == list(range(len(texts)))
+    assert len({r.p for r in ref}) > len(texts) // 2  # the weights are not all zero
+    assert max(abs(a.p - b.quality_score) for a, b in zip(ref, ours)) < 1e-12
