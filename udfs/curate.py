@@ -21,7 +21,7 @@ def make_curate_udf(cfg, index=None):
     Per Arrow batch the whole chain runs once (language ID as one matrix product per batch, the
     filters per document, decontamination as one scan of the batch's kept texts). Rows map 1:1 and
     keep their order; the closure captures ``cfg`` (a frozen dataclass) and, with decontamination on,
-    the ``NGramIndex`` built on the driver (2.6 MB pickled for the shared evaluation tasks; PySpark
+    the ``NGramIndex`` built on the driver (2.8 MB pickled for the shared evaluation tasks; PySpark
     broadcasts a closure over 1 MB), and the language model loads lazily once per Python worker.
 
     Example:

@@ -15,7 +15,8 @@ against datatrove's ``NGramsDecontFilter``, side by side in one invocation.
 - ``clean``: every ``text``/``text_a``/``text_b`` string of the ``--clean`` JSONL files (eval files excluded),
   unmodified: the documents flagged (goal 0; any flagged one is listed with its n-gram).
 - speed, per ``--input`` file, single thread, process CPU seconds, median of ``--repeats``:
-  ``ours`` = ``find_contamination`` in batches of 10,000 (Spark's Arrow batch); ``hash_set`` = the plain
+  ``ours`` = ``find_contamination`` in batches of 10,000 (Spark's Arrow batch: the compiled scan);
+  ``ours_numpy`` = its numpy path (the fallback without numba), checked to decide the same; ``hash_set`` = the plain
   single-process scan (a Python set of n-gram strings, every n-gram of every document joined and looked
   up, stopping at the first hit): the reference the decisions are checked against; ``datatrove`` =
   ``NGramsDecontFilter`` in a child process under datatrove's Python (``bench/datatrove_side.py decont``), its
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     add_datatrove_args(p)
     args = p.parse_args(argv)
     pin_threads(1)
-    from udfs.curation.decontam import find_contamination, index_from_jsonl
+    from udfs.curation.decontam import _find_reference, find_contamination, index_from_jsonl
 
     evals = {Path(e).stem: Path(e).read_text(encoding="utf-8").split("\n") for e in args.eval}
     t0 = time.process_time()
@@ -201,14 +202,24 @@ def main(argv: list[str] | None = None) -> int:
                 out += find_contamination(texts[i : i + BATCH], index)[0]
             return out
 
+        def ours_numpy(texts=texts) -> list[str | None]:  # the fallback without numba (the path before it)
+            out: list[str | None] = []
+            for i in range(0, len(texts), BATCH):
+                out += _find_reference(texts[i : i + BATCH], index)[0]
+            return out
+
         ours(texts[:8])
+        ours_numpy(texts[:8])
         cpu_ours, got_ours = _cpu_runs(ours, args.repeats)
+        cpu_numpy, got_numpy = _cpu_runs(ours_numpy, args.repeats)
+        assert got_numpy == got_ours, "the compiled scan and the numpy path disagree"
         cpu_set, got_set = _cpu_runs(lambda texts=texts: _hash_set_scan(texts, gram_set, n), args.repeats)
         res: dict = {
             "docs": len(texts),
             "planted_docs": n_planted,
             "bytes": n_bytes,
             "ours": {"cpu_s_runs": cpu_ours, "docs_per_cpu_s": len(texts) / median(cpu_ours)},
+            "ours_numpy": {"cpu_s_runs": cpu_numpy, "docs_per_cpu_s": len(texts) / median(cpu_numpy)},
             "hash_set": {"cpu_s_runs": cpu_set, "docs_per_cpu_s": len(texts) / median(cpu_set)},
             "ours_flagged": sum(t is not None for t in got_ours),
             "same_decision_as_hash_set": sum((a is None) == (b is None) for a, b in zip(got_ours, got_set))

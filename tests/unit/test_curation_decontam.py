@@ -213,3 +213,37 @@ def test_stage_off_by_default_and_needs_its_index():
     no_pii = replace(_stage_cfg(), pii=PiiConfig(enabled=False))
     df = curate_batch(pd.Series(_docs()), no_pii, index_from_jsonl({"arc_easy": _lines("arc_easy")}))
     assert df["pii_email"].tolist() == [0, 0, 0] and "jane.doe@example.org" in df["text"][1]
+
+
+def test_code_point_classes_follow_ngram_words_rules():
+    """The compiled scan's table, checked against the regex and split of ``ngram_words`` for every code point."""
+    from udfs.curation._decontam_kernels import DELETE, SPACE, WORD
+    from udfs.curation.decontam import _PUNCT, _code_point_classes
+
+    table = _code_point_classes()
+    for cp in range(0x110000):
+        c = chr(cp)
+        expected = DELETE if _PUNCT.fullmatch(c) else SPACE if not c.split() else WORD
+        assert table[cp] == expected, hex(cp)
+
+
+def test_compiled_scan_equals_the_reference_path(index):
+    """Same task and n-gram for every document, planted copies (exact and re-cased/re-punctuated) among
+    real multilingual text, and documents with surrogates, underscores and no words."""
+    from udfs.curation.decontam import _find_reference, _kernels
+
+    assert _kernels() is not None  # numba is a declared dependency: the compiled path must be the one tested
+    hosts = [x["text"] for x in _records(DATA / "cc2019_slice.jsonl")]
+    hosts += [x["text"] for x in _records(DATA / "udhr_multilingual_slice.jsonl")]
+    rng = random.Random(1)
+    docs = list(hosts)
+    for task in TASKS:
+        for line in list(filter(str.strip, _lines(task)))[:15]:
+            item = max(eval_texts(json.loads(line)), key=len)
+            host = rng.choice(hosts)
+            cut = rng.randrange(len(host) + 1)
+            docs.append(f"{host[:cut]} {_recase_repunctuate(item, rng)} {host[cut:]}")
+    docs += [None, "", "___ ___", "a_b", "x\ud800y " + ARC_A, f"{ARC_Q}\u00a0{ARC_A}", ARC_Q.replace(" ", "_")]
+    got = find_contamination(docs, index)
+    assert got == _find_reference(docs, index)
+    assert sum(t is not None for t in got[0]) >= 60  # the planted copies are found

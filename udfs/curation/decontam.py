@@ -15,19 +15,23 @@ neither part has n words. A text shorter than n words adds no n-gram of its own 
 an item whose texts and joins are all shorter is not searched for, and ``NGramIndex.stats`` counts such
 items per task.
 
-Broadcast set, not a join. The index of the seven shared evaluation tasks (``../shared/data/eval_tasks``,
-6,267 items, 1.7 MB of JSONL) holds 198,267 distinct 13-grams of 12,463 distinct words: 2.5 MB of arrays (hashes,
-their task ids, the word values), 2.6 MB pickled, built in 1.6 CPU-s. Shipped once per executor, it lets every
-document be checked where it lies, with no shuffle; a join would instead explode every document into one row
-per word position (about 13x the corpus text in n-gram keys) and shuffle all of it to meet an index that fits
-in memory thousands of times over. The
-index travels inside the pandas UDF's closure (``make_curate_udf``): PySpark sends a pickled Python function
-larger than its broadcast threshold (1 MB by default, ``PythonUtils.getBroadcastThreshold``) as a broadcast
-variable, so each executor fetches it once, and the same closure works under Spark Connect. A join
-would pay off only for an index that does not fit in an executor's memory (hundreds of millions of
-n-grams), far beyond any evaluation suite.
+Broadcast set, not a join. The index of the seven shared evaluation tasks (``../shared/data/eval_tasks``, 6,267
+items, 1.7 MB of JSONL) holds 198,267 distinct 13-grams of 12,463 distinct words: 2.7 MB of arrays (hashes,
+their task ids, the word values, the sorted word keys), 2.8 MB pickled, built in 1.2-1.6 CPU-s. Shipped once per
+executor, it lets every document be checked where it lies, with no shuffle; a join would instead explode every
+document into one row per word position (about 13x the corpus text in n-gram keys) and shuffle all of it to meet
+an index that fits in memory thousands of times over. The index travels inside the pandas UDF's closure
+(``make_curate_udf``): PySpark sends a pickled Python function larger than its broadcast threshold (1 MB by
+default, ``PythonUtils.getBroadcastThreshold``) as a broadcast variable, so each executor fetches it once, and
+the same closure works under Spark Connect. A join would pay off only for an index that does not fit in an
+executor's memory (hundreds of millions of n-grams), far beyond any evaluation suite.
 
-How a batch is scanned (``find_contamination``): each word gets a random 64-bit value from the index's word
+How a batch is scanned (``find_contamination``): with numba (a declared dependency), one compiled pass per
+document (``udfs/curation/_decontam_kernels.py``) classes each code point of the lower-cased UTF-8 by a
+table built from ``ngram_words``' own rules, hashes each word's kept bytes to find its value in the index's
+sorted word keys, and looks every window of n known words up in the sorted n-gram hashes, stopping at the
+first match; no Python object is made per word. Without numba (a warning says so once), the numpy path
+computes the same (tests compare the two): each word gets a random 64-bit value from the index's word
 table (0 for a word no evaluation text has, so an n-gram holding such a word cannot match and is skipped
 without hashing); the n-gram hash is ``sum(v[k] * M**(n-1-k)) mod 2**64``, computed with numpy for all the
 batch's candidate positions at once, and looked up in the sorted hash array with ``np.searchsorted``. Two
@@ -37,7 +41,9 @@ different n-grams share a hash with probability about 2**-64 per pair: with 10**
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +53,8 @@ from typing import Any
 import numpy as np
 
 from udfs.curation._config import config_from_dict
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CONTAMINATED",
@@ -114,6 +122,21 @@ class NGramIndex:
     hashes: np.ndarray
     task_ids: np.ndarray
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    word_keys: np.ndarray = field(init=False, repr=False)  # (v,) sorted xxh64 of each word's UTF-8 bytes
+    key_values: np.ndarray = field(init=False, repr=False)  # (v,) the word's value, aligned with word_keys
+
+    def __post_init__(self) -> None:
+        import xxhash
+
+        keys = np.fromiter(
+            (xxhash.xxh64_intdigest(w.encode("utf-8", "surrogatepass")) for w in self.vocab),
+            dtype=np.uint64,
+            count=len(self.vocab),
+        )
+        values = self.word_values[np.fromiter(self.vocab.values(), dtype=np.int64, count=len(self.vocab))]
+        order = np.argsort(keys, kind="stable")
+        object.__setattr__(self, "word_keys", keys[order])
+        object.__setattr__(self, "key_values", values[order])
 
     def __len__(self) -> int:
         return int(self.hashes.size)
@@ -277,6 +300,65 @@ def find_contamination(texts: Sequence[str | None], index: NGramIndex) -> tuple[
         >>> find_contamination(["Zero, ONE two three!", "one two"], idx)
         (['t', None], ['one two three', None])
     """
+    kernels = _kernels()
+    if kernels is not None and len(index) and len(texts):
+        return _find_compiled(kernels, texts, index)
+    return _find_reference(texts, index)
+
+
+@functools.lru_cache(maxsize=1)
+def _kernels():
+    """The compiled scan (udfs/curation/_decontam_kernels.py), or None without numba (warned once)."""
+    try:
+        from udfs.curation import _decontam_kernels
+    except ImportError as exc:
+        log.warning(
+            "decontamination: numba kernels unavailable (%s); using the numpy fallback, about 8x slower. "
+            "numba is a declared dependency (setup.py): reinstall it with a numpy it supports.",
+            exc,
+        )
+        return None
+    return _decontam_kernels
+
+
+@functools.lru_cache(maxsize=1)
+def _code_point_classes() -> np.ndarray:
+    """(0x110000,) uint8: the compiled scan's class of every code point, by ``ngram_words``' own rules.
+
+    ``_PUNCT`` deletes what is neither ``\\w`` (``str.isalnum``, or ``_``) nor ``\\s`` (``str.isspace``), and
+    ``_``; ``str.split`` separates on ``str.isspace``. Built once per process (about 0.3 s).
+    """
+    from udfs.curation._decontam_kernels import DELETE, SPACE, WORD
+
+    table = np.full(0x110000, DELETE, dtype=np.uint8)
+    for cp in range(0x110000):
+        c = chr(cp)
+        if c.isspace():
+            table[cp] = SPACE
+        elif c.isalnum():
+            table[cp] = WORD
+    return table
+
+
+def _find_compiled(kernels, texts: Sequence[str | None], index: NGramIndex):
+    parts = [t.lower().encode("utf-8", "surrogatepass") if isinstance(t, str) else b"" for t in texts]
+    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)), out=offsets[1:])
+    buf = np.frombuffer(b"".join(parts) + b"\0" * 4, dtype=np.uint8)  # padded: a truncated sequence reads no further
+    starts, positions = kernels.first_matches(
+        buf, offsets, _code_point_classes(), index.word_keys, index.key_values, index.hashes, index.n, _MULT
+    )
+    tasks: list[str | None] = [None] * len(parts)
+    grams: list[str | None] = [None] * len(parts)
+    for d in np.flatnonzero(starts >= 0).tolist():  # hits are rare: their words are rebuilt the slow way
+        s = int(starts[d])
+        tasks[d] = index.tasks[int(index.task_ids[positions[d]])]
+        grams[d] = " ".join(ngram_words(texts[d])[s : s + index.n])
+    return tasks, grams
+
+
+def _find_reference(texts: Sequence[str | None], index: NGramIndex):
+    """`find_contamination` with numpy only (the compiled scan's reference, and its fallback)."""
     n = index.n
     words = [ngram_words(t) if isinstance(t, str) else [] for t in texts]
     tasks: list[str | None] = [None] * len(words)
