@@ -228,21 +228,21 @@ def test_numba_is_a_declared_dependency():
 
 def test_fallback_without_numba_warns_once_and_matches(monkeypatch, caplog):
     import udfs.curation
-    from udfs.curation import minhash
+    from udfs.curation._compiled import optional_module
 
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` now raises ImportError
     monkeypatch.delitem(sys.modules, "udfs.curation._minhash_kernels", raising=False)
     monkeypatch.delattr(udfs.curation, "_minhash_kernels", raising=False)  # else `from ... import` reuses it
-    minhash._kernels.cache_clear()
+    optional_module.cache_clear()
     texts = ["one two three four five six seven", "a b c d e f g h", ""]
     try:
-        with caplog.at_level(logging.WARNING, logger="udfs.curation.minhash"):
+        with caplog.at_level(logging.WARNING, logger="udfs.curation._compiled"):
             minhash_batch(texts, use_kernels=False)
             assert "numpy fallback" not in caplog.text  # the reference path asked for explicitly: no warning
             first, second = minhash_batch(texts), minhash_batch(texts)
             minhash_signatures(np.array([1, 2], dtype=np.uint64), np.array([0, 2]))
     finally:
-        minhash._kernels.cache_clear()  # the next caller imports the real kernels again
+        optional_module.cache_clear()  # the next caller imports the real kernels again
     assert caplog.text.count("using the numpy fallback, about 3x slower") == 1, caplog.text
     assert [r.levelname for r in caplog.records if "numpy fallback" in r.getMessage()] == ["WARNING"]
     ref = minhash_batch(texts, use_kernels=False)

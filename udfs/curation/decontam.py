@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,9 +51,8 @@ from typing import Any
 
 import numpy as np
 
+from udfs.curation._compiled import optional_module
 from udfs.curation._config import config_from_dict
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "CONTAMINATED",
@@ -306,19 +304,9 @@ def find_contamination(texts: Sequence[str | None], index: NGramIndex) -> tuple[
     return _find_reference(texts, index)
 
 
-@functools.lru_cache(maxsize=1)
 def _kernels():
     """The compiled scan (udfs/curation/_decontam_kernels.py), or None without numba (warned once)."""
-    try:
-        from udfs.curation import _decontam_kernels
-    except ImportError as exc:
-        log.warning(
-            "decontamination: numba kernels unavailable (%s); using the numpy fallback, about 8x slower. "
-            "numba is a declared dependency (setup.py): reinstall it with a numpy it supports.",
-            exc,
-        )
-        return None
-    return _decontam_kernels
+    return optional_module("udfs.curation._decontam_kernels", "decontamination", "the numpy fallback, about 3x slower")
 
 
 @functools.lru_cache(maxsize=1)

@@ -31,7 +31,6 @@ and false-negative areas under the LSH S-curve, the method of datasketch's ``_op
 from __future__ import annotations
 
 import functools
-import logging
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -44,6 +43,7 @@ import xxhash
 
 from udfs.curation import columns as C
 from udfs.curation._charsets import PUNCTUATION_CHARS
+from udfs.curation._compiled import optional_module
 from udfs.curation._config import config_from_dict
 from udfs.curation._unicode import char_class
 
@@ -65,7 +65,6 @@ __all__ = [
 MERSENNE_61 = (1 << 61) - 1
 PRIME_32 = (1 << 32) - 5  # largest prime below 2^32
 
-log = logging.getLogger(__name__)
 
 FLAG_SHORT = "short"
 FLAG_EMPTY = "empty"
@@ -224,22 +223,9 @@ def estimate_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
 # --------------------------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1)
 def _kernels():
-    """The compiled kernels module (udfs/curation/_minhash_kernels.py), or None without numba.
-
-    Cached, so the import is tried, and a failure logged as a warning, once per process.
-    """
-    try:
-        from udfs.curation import _minhash_kernels
-    except ImportError as exc:  # numba missing or broken: the numpy + xxhash reference path computes the same values
-        log.warning(
-            "MinHash: numba kernels unavailable (%s); using the numpy fallback, about 3x slower. "
-            "numba is a declared dependency (setup.py): reinstall it with a numpy it supports.",
-            exc,
-        )
-        return None
-    return _minhash_kernels
+    """The compiled kernels module (udfs/curation/_minhash_kernels.py), or None without numba (warned once)."""
+    return optional_module("udfs.curation._minhash_kernels", "MinHash", "the numpy fallback, about 3x slower")
 
 
 @functools.lru_cache(maxsize=16)
