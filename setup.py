@@ -1,7 +1,7 @@
 """Packaging for lakelm: the ``jobs`` (Spark CLIs), ``udfs`` (pandas UDFs over pure functions) and
 ``model`` (pure PyTorch) packages. ``pip install -e .[dev]`` is what ``make`` runs."""
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 # Pins that work together (checked on the project's CI machine):
 # - delta-spark 4.4.x declares pyspark<=4.2.0 in its metadata, so pyspark is pinned to 4.2.0.
@@ -27,7 +27,7 @@ INSTALL_REQUIRES = [
     "zstandard>=0.22",  # jobs/ingest.py reads .jsonl.zst line files as streams (udfs/ingest.py)
 ]
 
-# Spark Connect client (grpcio, zstandard, ...): SPARK_REMOTE / --remote sessions (jobs/spark.py).
+# Spark Connect client (grpcio, zstandard, ...): SPARK_REMOTE / --remote sessions (jobs/common/spark.py).
 CONNECT = ["pyspark[connect]==4.2.0"]
 
 # lm-eval-harness: the `lakelm` harness model and the harness task definitions (udfs/lm_eval_adapter.py).
@@ -63,9 +63,14 @@ setup(
     version="0.1.0",
     description="A Spark + Delta Lake platform for the whole life of a GPT-style model",
     python_requires=">=3.10",
-    packages=find_packages(include=["jobs", "jobs.*", "udfs", "udfs.*", "model", "model.*"]),
-    include_package_data=True,
-    package_data={"jobs": ["sample_data/*.jsonl", "sample_data/*.md", "sample_data/eval_tasks/*", "configs/*.json"]},
+    # the data folders under jobs/ (configs, sample_data) are declared as namespace packages with their files,
+    # so setuptools ships them without warning that importable folders are missing from `packages`
+    packages=find_namespace_packages(include=["jobs", "jobs.*", "udfs", "udfs.*", "model", "model.*"]),
+    package_data={
+        "jobs.configs": ["*.json"],
+        "jobs.sample_data": ["*.jsonl", "*.md"],
+        "jobs.sample_data.eval_tasks": ["*"],
+    },
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
 )

@@ -18,6 +18,7 @@ docs/CLUSTER.md); this module is for local installs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -66,11 +67,31 @@ def jars_installed(jars_dir: Path | None = None) -> bool:
     return ((jars_dir or pyspark_jars_dir()) / MARKER_JAR).exists()
 
 
+@contextlib.contextmanager
+def stderr_to(path: Path):
+    """Send file descriptor 2 to ``path`` (appending) for the block: this process's and that of every child
+    started inside it, such as the JVM whose Ivy prints a resolution report of hundreds of lines."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as fh:
+        os.dup2(fh.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    return "\n".join(path.read_text("utf-8", "replace").splitlines()[-lines:]) if path.exists() else ""
+
+
 def resolve_with_ivy(ivy_dir: Path, repositories: str | None = None) -> list[Path]:
     """Resolve ``DELTA_PACKAGE`` and its dependencies with Spark's own Ivy integration.
 
     Starts (and stops) a throwaway local SparkSession with ``spark.jars.packages``; Ivy writes the
-    jars to ``ivy_dir/jars``.
+    jars to ``ivy_dir/jars`` and its report to ``ivy_dir/resolve.log`` (not the terminal).
 
     Args:
         ivy_dir: Ivy home (cache) folder.
@@ -90,8 +111,9 @@ def resolve_with_ivy(ivy_dir: Path, repositories: str | None = None) -> list[Pat
     )
     if repositories:
         builder = builder.config("spark.jars.repositories", repositories)
-    spark = builder.getOrCreate()
-    spark.stop()
+    with stderr_to(ivy_dir / "resolve.log"):
+        spark = builder.getOrCreate()
+        spark.stop()
     return sorted((ivy_dir / "jars").glob("*.jar"))
 
 
@@ -105,7 +127,7 @@ def install_jars(resolved: list[Path], jars_dir: Path) -> list[str]:
     copied = []
     for jar in resolved:
         if artifact_name(jar.name) in present:
-            log.info("skip %s: pyspark already ships %s", jar.name, artifact_name(jar.name))
+            log.debug("skip %s: pyspark already ships %s", jar.name, artifact_name(jar.name))
             continue
         shutil.copy2(jar, jars_dir / jar.name)
         copied.append(jar.name)
@@ -128,16 +150,23 @@ def main(argv: list[str] | None = None) -> int:
 
     ivy_dir = cache_dir() / "ivy"
     ivy_dir.mkdir(parents=True, exist_ok=True)
+    report = ivy_dir / "resolve.log"
+    report.unlink(missing_ok=True)
     try:
-        resolved = resolve_with_ivy(ivy_dir)
-    except Exception as exc:  # Ivy's default host unreachable: retry on Maven Central's other host
-        log.warning("Ivy resolution failed (%s); retrying with %s", exc, FALLBACK_REPOSITORY)
-        resolved = resolve_with_ivy(ivy_dir, FALLBACK_REPOSITORY)
+        try:
+            resolved = resolve_with_ivy(ivy_dir)
+        except Exception as exc:  # Ivy's default host unreachable: retry on Maven Central's other host
+            log.warning("Ivy resolution failed (%s); retrying with %s", type(exc).__name__, FALLBACK_REPOSITORY)
+            resolved = resolve_with_ivy(ivy_dir, FALLBACK_REPOSITORY)
+    except Exception as exc:
+        tail = _tail(report)
+        log.error("cannot resolve %s (%s); the end of Ivy's report (%s):\n%s", DELTA_PACKAGE, exc, report, tail)
+        return 1
     if not any(p.name == MARKER_JAR for p in resolved):
-        log.error("Ivy did not produce %s (got %s)", MARKER_JAR, [p.name for p in resolved])
+        log.error("Ivy did not produce %s (got %s); its report: %s", MARKER_JAR, [p.name for p in resolved], report)
         return 1
     copied = install_jars(resolved, jars_dir)
-    log.info("installed %d Delta jars into %s: %s", len(copied), jars_dir, ", ".join(copied))
+    log.info("installed %d Delta %s jars into %s (Ivy's report: %s)", len(copied), DELTA_VERSION, jars_dir, report)
     return 0
 
 

@@ -29,10 +29,12 @@ import sys
 import time
 from pathlib import Path
 
-from jobs import build_dataset, cli, curate, dedup, evaluate, ingest, score, stats, train, train_quality
-from jobs.lake import DEFAULT_LAKE, table_path
-from jobs.report_builder import build_report
-from jobs.spark import get_spark
+from jobs import build_dataset, curate, dedup, evaluate, ingest, score, stats, train, train_quality
+from jobs.common import cli
+from jobs.common.lake import DEFAULT_LAKE, table_path
+from jobs.common.spark import get_spark
+from jobs.transforms.demo_lake import lake_table, summarize, trimmed_corpora
+from jobs.transforms.report_builder import build_report
 
 log = logging.getLogger("jobs.demo")
 
@@ -41,26 +43,6 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 EVAL_TASKS = SAMPLE_DIR / "eval_tasks"  # the bundled task slices the demo evaluates its model on
 QUALITY_POSITIVE, QUALITY_NEGATIVE = "gutenberg_novels", "web_commoncrawl_2019"  # the classifier's sources
 QUALITY_KEEP = 0.7  # curate keeps this share of what the heuristics kept, the best by quality_score
-TABLES = ("bronze", "quarantine", "silver", "rejected", "gold", "clusters", "tokens", "scores", "stats", "runs")
-
-
-def lake_table(lake: str, name: str) -> str:
-    """Path of table ``name`` (one of `TABLES`) in a demo lake; ``clusters`` is where the demo's dedup writes it."""
-    return str(Path(lake) / "clusters") if name == "clusters" else table_path(lake, name)
-
-
-def _trimmed_corpora(corpora: list[Path], max_docs: int, out_dir: Path) -> list[Path]:
-    """Copies of ``corpora`` holding their first ``max_docs`` lines (JSONL records), same file names."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    trimmed = []
-    for path in corpora:
-        with open(path, encoding="utf-8") as src, open(out_dir / path.name, "w", encoding="utf-8") as dst:
-            for i, line in enumerate(src):
-                if i >= max_docs:
-                    break
-                dst.write(line)
-        trimmed.append(out_dir / path.name)
-    return trimmed
 
 
 def _stage(name: str, fn, *args) -> None:
@@ -70,27 +52,6 @@ def _stage(name: str, fn, *args) -> None:
     if code != 0:
         raise SystemExit(f"stage {name!r} failed with exit code {code}; see the log above")
     print(f"--- {name}: done in {time.monotonic() - t0:.1f} s", flush=True)
-
-
-def summarize(spark, lake: str) -> None:
-    """Print row counts of every table present and the bronze/quarantine breakdown."""
-    from jobs.delta_io import table_version
-
-    print("\n=== summary ===")
-    for name in TABLES:
-        path = lake_table(lake, name)
-        version = table_version(spark, path)
-        if version is not None:
-            df = spark.read.format("delta").load(path)
-            print(f"{name:<11} {df.count():>8} rows  (Delta version {version})  {path}")
-    bronze = spark.read.format("delta").load(table_path(lake, "bronze"))
-    print("\nbronze documents per source:")
-    for row in bronze.groupBy("source").count().orderBy("source").collect():
-        print(f"  {row.source:<28} {row['count']:>6}")
-    quarantine = spark.read.format("delta").load(table_path(lake, "quarantine"))
-    print("quarantined records per reason:")
-    for row in quarantine.groupBy("job", "reason").count().orderBy("job", "reason").collect():
-        print(f"  {row.job}/{row.reason:<22} {row['count']:>6}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("%s must be >= 1, got %d", flag, value)
             return cli.EXIT_USAGE
     if args.max_docs:
-        corpora = _trimmed_corpora(corpora, args.max_docs, Path(lake) / "_input")
+        corpora = trimmed_corpora(corpora, args.max_docs, Path(lake) / "_input")
     spark = get_spark("lakelm-demo", remote=args.remote)  # every stage's get_spark returns this session
     for path in corpora:
         _stage(
@@ -148,24 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     _stage("dedup", dedup.main, ["--lake", lake, "--clusters", lake_table(lake, "clusters")])
     _stage("stats", stats.main, ["--lake", lake])
     tok_dir = str(Path(lake) / "_artifacts" / "tokenizer")
-    _stage(
-        "build_dataset",
-        build_dataset.main,
-        [
-            "--lake",
-            lake,
-            "--tokenizer-out",
-            tok_dir,
-            "--vocab-size",
-            "4096",
-            "--block-size",
-            "128",
-            "--val-fraction",
-            "0.05",
-            "--stratify-by",
-            "source,lang",
-        ],
-    )
+    packing = "--vocab-size 4096 --block-size 128 --val-fraction 0.05 --stratify-by source,lang".split()
+    _stage("build_dataset", build_dataset.main, ["--lake", lake, "--tokenizer-out", tok_dir, *packing])
     artifact = Path(lake) / "_artifacts" / f"gpt-{stamp}"
     steps = ["--max-steps", str(args.max_steps)] if args.max_steps else []
     _stage(

@@ -18,10 +18,9 @@ centred accuracies. Exit 2: bad flags, a missing task file, a model that cannot 
 (also when every item failed in the model).
 
 ``--num-fewshot K`` puts K solved examples before each item, drawn and written as lm-eval-harness does
-(``udfs.eval_tasks.fewshot_examples``, seed ``--fewshot-seed``, default 1234; the prompts equal the
-harness's, tested); ``--limit`` then scores the first N lines and still draws examples from the whole file.
-``--bpb-table TABLE`` also measures the model's bits per byte on a text table (``jobs/eval_bpb.py``) into
-``OUTPUT/bpb``. The same task files run in lm-eval-harness itself through ``udfs/lm_eval_adapter.py``.
+(``udfs.eval_tasks.fewshot_examples``, seed ``--fewshot-seed``, default 1234; prompts equal the harness's,
+tested); ``--limit`` then scores the first N lines and still draws examples from the whole file. ``--bpb-table``
+adds bits per byte on a text table (``OUTPUT/bpb``). lm-eval-harness runs the task files via udfs/lm_eval_adapter.py.
 """
 
 from __future__ import annotations
@@ -34,11 +33,19 @@ import sys
 
 import pandas as pd
 
-from jobs import cli
-from jobs.delta_io import ensure_table, merge_insert_new, table_version
-from jobs.eval_bpb import check_table, record_bits_per_byte
-from jobs.eval_tables import SUMMARY_KEYS, EvaluateConfig, count_run, extract, quarantine_rows, score, write_results
-from jobs.ingest import QUARANTINE_KEYS, QUARANTINE_SCHEMA
+from jobs.common import cli
+from jobs.common.delta_io import ensure_table, merge_insert_new, table_version
+from jobs.transforms.bronze import QUARANTINE_KEYS, QUARANTINE_SCHEMA
+from jobs.transforms.eval_bpb import check_table, record_bits_per_byte
+from jobs.transforms.eval_tables import (
+    SUMMARY_KEYS,
+    EvaluateConfig,
+    count_run,
+    extract,
+    quarantine_rows,
+    score,
+    write_results,
+)
 from model.config import PRECISIONS
 from udfs import eval_tasks as E
 
@@ -130,7 +137,7 @@ def build_config(args: argparse.Namespace) -> EvaluateConfig:
 
 
 def _run(spark, cfg: EvaluateConfig, record) -> None:
-    from jobs.scoring_table import describe_model
+    from jobs.transforms.scoring_table import describe_model
 
     run(spark, cfg, describe_model(cfg.model, task="score"), record)  # the whole folder checked on the driver
 

@@ -1,4 +1,4 @@
-"""Export a lakelm artifact for other tools: a Hugging Face GPT-2 folder, or an ONNX graph.
+"""CLI of export (core: model/export.py): a lakelm artifact as a Hugging Face GPT-2 folder, or an ONNX graph.
 
     python -m jobs.export --model lake/_artifacts/gpt-v1 --format hf --output exports/gpt-v1-hf \\
         [--expect-model-hash HASH]
@@ -22,7 +22,7 @@ import logging
 import os
 import sys
 
-from jobs import cli
+from jobs.common import cli
 
 log = logging.getLogger("jobs.export")
 

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import sys
 
-from jobs import cli
-from jobs import scoring_table as st
+from jobs.common import cli
+from jobs.transforms import scoring_table as st
 
 
 def run(spark, cfg: st.ScoreConfig, record) -> None:

@@ -14,10 +14,10 @@ import os
 import sys
 from pathlib import Path
 
-from jobs import cli
-from jobs.lake import DEFAULT_LAKE
-from jobs.report_builder import build_report
-from jobs.spark import get_spark
+from jobs.common import cli
+from jobs.common.lake import DEFAULT_LAKE
+from jobs.common.spark import get_spark
+from jobs.transforms.report_builder import build_report
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import sys
 
-from jobs import cli
-from jobs import scoring_table as st
+from jobs.common import cli
+from jobs.transforms import scoring_table as st
 from udfs import columns as C
 
 COUNTS = ("scored", "errors", "input_errors", "model_errors", "retried")  # always in the run record

@@ -10,7 +10,7 @@
 
 The artifact is loaded (and verified against its manifest) once at start; a bad artifact exits with
 code 2 before the port opens. Requests are answered by ``udfs.service.handle`` with the same core
-functions as the Spark UDFs. The server (``jobs/httpd.py``, standard library only) holds every
+functions as the Spark UDFs. The server (``jobs/common/httpd.py``, standard library only) holds every
 connection on one event loop with header, body and idle deadlines, runs ``/predict`` on ``--workers``
 threads with ``--queue`` more waiting, and answers 503 with ``Retry-After`` beyond that; torch runs
 ``--threads`` intra-op threads, shared by the workers. On start one line
@@ -23,8 +23,8 @@ import argparse
 import logging
 import sys
 
-from jobs import cli
-from jobs.httpd import BoundedHTTPServer
+from jobs.common import cli
+from jobs.common.httpd import BoundedHTTPServer
 from udfs import faults, service
 
 log = logging.getLogger("jobs.serve")

@@ -1,17 +1,16 @@
-"""Train a GPT on a pinned version of the Delta token table and write a verified artifact.
+"""CLI of training (trainer: model/train.py): a GPT on a pinned Delta token table version, a verified artifact.
 
     spark-submit --properties-file spark-defaults.conf jobs/train.py \\
         --data lake/tokens [--data-version N] --out artifacts/gpt-v1 [--config train.json] \\
         [--tokenizer lake_tokenizer/tokenizer.json] [--distributed N [--distributed-mode auto|driver|executors]] \\
         [--work-dir DIR]
 
-The driver resolves the table's Parquet files at one Delta version (``--data-version``, default the
-latest; recorded either way) and hands that explicit file list to the pure-PyTorch trainer
-(``model/train.py``), which streams them with pyarrow. ``--distributed N`` runs N DDP processes
-through ``pyspark.ml.torch.distributor.TorchDistributor`` (gloo on CPU, NCCL on GPU): on executors
-when the master is a cluster, on the driver on a ``local`` master (``--distributed-mode``, see
-``jobs/distributed.py``). Ranks on executors read the data files and write ``--work-dir`` at the
-same paths as the driver, so on a cluster both must be on storage every node mounts.
+The driver resolves the table's Parquet files at one Delta version (``--data-version``, default the latest;
+recorded either way) and hands that file list to the pure-PyTorch trainer (``model/train.py``), which streams
+them with pyarrow. ``--distributed N`` runs N DDP processes through ``TorchDistributor`` (gloo on CPU, NCCL on
+GPU): on executors when the master is a cluster, on the driver on a ``local`` master (``--distributed-mode``,
+``jobs/common/distributed.py``); ranks on executors read the data and write ``--work-dir`` at the driver's
+paths, so on a cluster both must be on storage every node mounts.
 
 ``--config`` is a JSON object ``{"model": {GPTConfig fields}, "train": {TrainConfig fields}}``;
 ``vocab_size`` comes from the tokenizer and ``block_size`` from the dataset unless given. Checkpoints
@@ -27,9 +26,9 @@ import os
 import sys
 from pathlib import Path
 
-from jobs import cli
-from jobs.distributed import MODES, driver_identity, resolve_mode, run_ranks
-from jobs.train_steps import (
+from jobs.common import cli
+from jobs.common.distributed import MODES, driver_identity, resolve_mode, run_ranks
+from jobs.transforms.train_steps import (
     build_configs,
     dataset_metadata,
     finished_ranks,
@@ -63,17 +62,10 @@ def run(spark, args, record) -> None:
     for marker in Path(work_dir).glob("rank-*.done"):
         marker.unlink()
     record.input_versions[args.data] = version
-    fn_args = (
-        model_cfg.to_dict(),
-        train_cfg.to_dict(),
-        files,
-        meta.get("bytes_per_token"),
-        work_dir,
-        tok_path,
-        driver_identity(),
-    )
+    bpt = meta.get("bytes_per_token")
+    fn_args = (model_cfg.to_dict(), train_cfg.to_dict(), files, bpt, work_dir, tok_path, driver_identity())
     world = args.distributed if args.distributed and args.distributed > 1 else 1
-    from jobs.spark import session_master
+    from jobs.common.spark import session_master
 
     mode = resolve_mode(args.distributed_mode, session_master(spark)) if world > 1 else "single"
     if world > 1:

@@ -7,7 +7,7 @@
         [--word-ngrams 2] [--char-ngram 4] [--max-chars 4000] [--char-max-chars 1000] [--reg-param 0.001] \\
         [--max-iter 100] [--threshold 0.5] [--text-col text] [--config f.json] [--lake lake]
 
-Hashed word and character n-grams + logistic regression with Spark ML (``jobs/quality.py``), the
+Hashed word and character n-grams + logistic regression with Spark ML (``jobs/transforms/quality.py``), the
 classes balanced by weight, a held-out split by a hash of the text; ROC-AUC and precision/recall of
 both splits, the input tables with their Delta versions, filters and row counts go into the
 checksummed classifier artifact at ``--output`` (and the runs table). ``jobs/curate.py
@@ -20,8 +20,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from jobs import cli
-from jobs.quality import QualityTrainConfig, save_classifier, train_classifier
+from jobs.common import cli
+from jobs.transforms.quality import QualityTrainConfig, save_classifier, train_classifier
 
 
 def build_parser():

@@ -252,7 +252,7 @@ class WindowLoader:
         self.source, self.B, self.L = source, batch_size, block_size + 1
         self.seed, self.shuffle, self.buffer = seed, shuffle, max(1, shuffle_buffer)
         self.rank, self.world, self.loop = rank, world_size, loop
-        self._blocks = source.open()
+        self._blocks: _Blocks = source.open()
         if sum(self._blocks.rows) == 0:
             raise ValueError(f"source {source!r} holds no rows")
         self._fingerprint = hashlib.sha256(

@@ -1,4 +1,4 @@
-"""Device choice and the few torch.distributed calls the trainer needs (all no-ops in one process)."""
+"""Torch side of DDP (Spark side: jobs/common/distributed.py): device choice and the torch.distributed calls."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hand our models to other tools: a Hugging Face GPT-2 folder, or an ONNX graph (logits for every position).
+"""Export core (CLI: jobs/export.py): our models as a Hugging Face GPT-2 folder or an ONNX graph (all logits).
 
 ``export_hf`` writes a lakelm model as the folder ``transformers.GPT2LMHeadModel.from_pretrained`` and
 ``transformers.AutoTokenizer.from_pretrained`` load with no missing or unexpected keys, and with the same

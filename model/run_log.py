@@ -57,7 +57,8 @@ def truncate_metrics(path: str | os.PathLike, max_step: int) -> int:
 def plot_loss_curve(records: list[dict[str, Any]], path: str | os.PathLike, title: str = "") -> None:
     """Save train and validation loss against step as a PNG.
 
-    Uses matplotlib's object API with the Agg canvas, so no global backend or GUI is touched.
+    Uses matplotlib's object API with the Agg canvas, so no global backend or GUI is touched (the style of
+    ``jobs/common/plots.py``, which draws the report's other figures; ``model`` cannot import ``jobs``).
 
     Args:
         records: ``metrics.jsonl`` records; ``kind`` "train"/"val" with ``loss`` in nats per token.

@@ -233,9 +233,3 @@ def char_level_tokenizer(text: str) -> TextTokenizer:
 def load_tokenizer(path: str | os.PathLike) -> TextTokenizer:
     """Load a ``tokenizer.json`` written by ``TextTokenizer.save`` (or any compatible one)."""
     return TextTokenizer.from_file(path)
-
-
-def save_tokenizer(tok: TextTokenizer, path: str | os.PathLike) -> str:
-    """Write ``tok`` to ``path`` and return its sha256."""
-    tok.save(path)
-    return tok.sha256

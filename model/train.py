@@ -1,4 +1,4 @@
-"""The trainer: a pure function from configs and data sources to checkpoints, metrics and a loss curve.
+"""The trainer (its Spark CLI: jobs/train.py): configs and data sources in, checkpoints, metrics, loss curve out.
 
 Runs alone (CPU or one GPU) or inside ``torch.distributed`` (DDP; gloo on CPU, nccl on GPUs): the
 caller initialises the process group, every rank calls ``train`` with the same arguments, rank 0

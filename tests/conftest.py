@@ -17,7 +17,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"  # public corpora beside the check
 def spark(tmp_path_factory):
     """A local[2] SparkSession configured from spark-defaults.conf, with test-sized settings."""
     os.environ["PYSPARK_PYTHON"] = sys.executable
-    from jobs.spark import get_spark
+    from jobs.common.spark import get_spark
 
     session = get_spark(
         "lakelm-tests",

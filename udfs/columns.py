@@ -29,8 +29,25 @@ JOB = "job"
 
 # curation
 DROP_REASON = "drop_reason"  # null = kept; else "<rule>_<why>"
-QUALITY_SCORE = "quality_score"  # quality classifier: probability of the positive class (jobs/quality.py)
-PERPLEXITY_BUCKET = "perplexity_bucket"  # "head", "middle" or "tail" of its language (CCNet; jobs/quality.py)
+QUALITY_SCORE = "quality_score"  # quality classifier: probability of the positive class (jobs/transforms/quality.py)
+PERPLEXITY_BUCKET = "perplexity_bucket"  # "head", "middle" or "tail" of its language (CCNet)
+
+# curation signals (udfs/curation: curate_batch, minhash_batch)
+LANG = "lang"  # ISO 639-1 code from langid.py; None when no language was identified
+LANG_SCORE = "lang_score"  # top-language probability in [0, 1]
+PII_EMAIL = "pii_email"  # e-mail addresses redacted
+PII_IP = "pii_ip"  # public IP addresses redacted
+PII_PHONE = "pii_phone"  # phone numbers redacted
+HTML_EXTRACTED = "html_extracted"  # the input looked like HTML and was converted to text
+N_CHARS = "n_chars"  # characters of the output text
+
+CONTAMINATED_TASK = "contaminated_task"  # decontamination: evaluation task sharing an n-gram; None = clean
+CONTAMINATED_NGRAM = "contaminated_ngram"  # decontamination: that n-gram, normalised words joined by spaces
+
+MINHASH_SIGNATURE = "minhash_signature"
+MINHASH_BANDS = "minhash_bands"
+MINHASH_N_SHINGLES = "minhash_n_shingles"
+MINHASH_FLAG = "minhash_flag"  # None, "short" (fewer words than n_grams) or "empty" (no words)
 
 # intermediate columns of parsing
 GIVEN_ID = "given_id"

@@ -1,4 +1,4 @@
-"""Pandas UDF adapter for the curation chain (pure core: udfs/curation/curate.py)."""
+"""Pandas UDF adapter for the curation chain (CLI: jobs/curate.py, pure core: udfs/curation/curate.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pandas UDF adapter for MinHash signatures (pure core: udfs/curation/minhash.py)."""
+"""Pandas UDF adapter for MinHash signatures (CLI: jobs/dedup.py, pure core: udfs/curation/minhash.py)."""
 
 from __future__ import annotations
 

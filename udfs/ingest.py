@@ -1,4 +1,4 @@
-"""Parsing raw input records into (id, text, other fields) with a reason for every failure.
+"""Parsing for ingestion (CLI: jobs/ingest.py): raw records into (id, text, other fields), a reason per failure.
 
 The core is pure (`parse_json_line`, `parse_json_lines`); `make_parse_json_udf` adapts it to a
 pandas UDF for jobs/ingest.py. A record is never dropped here: it either parses, or it comes back

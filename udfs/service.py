@@ -1,7 +1,8 @@
 """Request handling of the ``/predict`` HTTP service: pure functions from (method, path, headers, body)
 to (status, JSON document), over the same core functions as the Spark UDFs (``udfs.tasks``).
 
-No sockets, no threads, no paths here: ``jobs/serve.py`` and ``jobs/httpd.py`` are the HTTP wiring around `handle`.
+No sockets, no threads, no paths here: ``jobs/serve.py`` and ``jobs/common/httpd.py`` are the HTTP wiring
+around `handle`.
 
 Requests::
 
@@ -21,7 +22,7 @@ option value out of range (``top_p`` = 2, ``max_len`` above the model's block si
 path, **405** wrong method (with ``Allow``), **413** body larger than ``max_body_bytes``, **415**
 content type other than ``application/json``; a body nested deeper than ``MAX_JSON_DEPTH`` is a 400.
 Any other exception is a **500** whose message carries only an id; the traceback goes to the log under
-that id. The server (``jobs/httpd.py``) adds **408** (headers or body too slow, see `ServerLimits`),
+that id. The server (``jobs/common/httpd.py``) adds **408** (headers or body too slow, see `ServerLimits`),
 **431** (request head over ``MAX_HEAD_BYTES``), **503** with ``Retry-After`` (every worker busy and the
 queue full, or too many open connections) and **505**. Errors are
 ``{"error": {"status": N, "message": ...}}``.

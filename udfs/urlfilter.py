@@ -1,4 +1,4 @@
-"""Pandas UDF adapter for the URL filter stage (pure core: udfs/curation/urlfilter.py)."""
+"""Pandas UDF adapter for the URL filter stage (its pure core: udfs/curation/urlfilter.py, same name)."""
 
 from __future__ import annotations
 

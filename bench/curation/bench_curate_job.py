@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     pin_threads(1)
 
     from jobs import curate
-    from jobs.spark import get_spark
+    from jobs.common.spark import get_spark
 
     spark = get_spark("bench-curate", master=f"local[{args.cores}]", conf={"spark.sql.shuffle.partitions": "4"})
     spark.sparkContext.setLogLevel("ERROR")

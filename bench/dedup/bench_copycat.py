@@ -51,7 +51,7 @@ def word_ngrams(text: str, n: int) -> set:
 def function_predictions(rows, n: int, t: float) -> dict[str, list[bool]]:
     import numpy as np
 
-    from jobs.dedup import DedupConfig, minhash_config
+    from jobs.transforms.gold import DedupConfig, minhash_config
     from udfs.curation.minhash import jaccard, minhash_batch, shingle_set
 
     def norm(s):

@@ -83,9 +83,9 @@ def near_duplicate(text: str, target_j: float, seed: int, vocab: list[str], n_gr
 
 
 def get_session(conf: dict[str, str] | None = None):
-    """jobs.spark.get_spark with $LAKELM_MASTER (default local[2] here) and extra conf."""
+    """jobs.common.spark.get_spark with $LAKELM_MASTER (default local[2] here) and extra conf."""
     os.environ.setdefault("LAKELM_MASTER", "local[2]")
-    from jobs.spark import get_spark
+    from jobs.common.spark import get_spark
 
     return get_spark("lakelm-bench-dedup", conf=conf)
 

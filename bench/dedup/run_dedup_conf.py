@@ -3,7 +3,7 @@
     LAKELM_MASTER=local[2] python bench/dedup/run_dedup_conf.py --conf spark.driver.memory=1g -- \\
         --input SILVER --lake LAKE --clusters LAKE/clusters
 
-Builds the session with ``jobs.spark.get_spark(conf={...})`` (spark-defaults.conf plus these keys, set
+Builds the session with ``jobs.common.spark.get_spark(conf={...})`` (spark-defaults.conf plus these keys, set
 before the JVM starts, so ``spark.driver.memory`` takes effect), prints the JVM's max heap, then calls
 ``jobs.dedup.main`` with the arguments after ``--``.
 """
@@ -30,7 +30,7 @@ def main() -> int:
         conf[key] = value
     os.environ.setdefault("LAKELM_MASTER", "local[2]")
     from jobs import dedup
-    from jobs.spark import get_spark
+    from jobs.common.spark import get_spark
 
     spark = get_spark("lakelm-dedup", conf=conf)
     heap = spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory()

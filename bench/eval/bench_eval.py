@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     art, hf = build_model(work, task_dir, args.layers, args.width, args.block, args.vocab)
     sizes = [int(x) for x in args.harness_batch_sizes.split(",")]
 
-    from jobs.spark import get_spark
+    from jobs.common.spark import get_spark
 
     spark = get_spark("bench-eval", master="local[2]")
     ours(spark, art, task_dir, tasks, work, limit=8)  # warm-up: both workers up, the model loaded in each

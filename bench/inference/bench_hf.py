@@ -313,7 +313,7 @@ def _worker_stats(stats_dir: Path) -> dict:
 
 def spark_run(parquet: str, model: str, row: str, folder: Path, work: Path, n: int) -> dict:
     """One timed run of one Spark row in a fresh SparkContext: warm-up, timed collect, worker stats."""
-    from jobs.spark import get_spark
+    from jobs.common.spark import get_spark
 
     spark = get_spark("bench-hf", master="local[2]", conf={"spark.task.cpus": "1"})
     try:
@@ -484,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in args.models:
         score_texts(arts[m].model, arts[m].tokenizer, series[:50])  # warm-up of a
     parquet = str(args.out / f"texts-{n}-{time.time_ns()}.parquet")
-    from jobs.spark import get_spark
+    from jobs.common.spark import get_spark
 
     spark = get_spark("bench-hf", master="local[2]", conf={"spark.task.cpus": "1"})
     spark.createDataFrame(pd.DataFrame({"id": np.arange(n), "text": texts})).repartition(4).write.parquet(parquet)

@@ -507,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
             "a2_bare_2_processes": [bench_bare_parallel(model_path, texts, opts, 2) for _ in range(args.repeats)]
         }
     if not {"spark", "job"} <= skip:
-        from jobs.spark import get_spark
+        from jobs.common.spark import get_spark
 
         spark = get_spark("bench-inference", master="local[2]", conf={"spark.task.cpus": "1"})
         parquet = str(out / "texts.parquet")

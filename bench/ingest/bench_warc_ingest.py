@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     pin_threads(1)
 
     from jobs import ingest
-    from jobs.runs import read_runs
-    from jobs.spark import get_spark
+    from jobs.common.runs import read_runs
+    from jobs.common.spark import get_spark
 
     with gzip.open(args.pages, "rt", encoding="utf-8") as fh:
         pages = [json.loads(line) for line in fh]

@@ -69,7 +69,7 @@ POSITIVE, NEGATIVE = ("speeches", "other_novels", "zyte_gold_article"), ("zyte_f
 
 
 def _scores(spark, model, texts: list[str]) -> list[float]:
-    from jobs.quality import score_frame
+    from jobs.transforms.quality import score_frame
     from udfs import columns as C
 
     df = spark.createDataFrame([(i, t) for i, t in enumerate(texts)], "i long, text string")
@@ -87,8 +87,8 @@ def main() -> int:
     from scipy.stats import spearmanr
 
     from jobs import curate, ingest, train_quality
-    from jobs.quality import load_classifier, roc_auc
-    from jobs.spark import get_spark
+    from jobs.common.spark import get_spark
+    from jobs.transforms.quality import load_classifier, roc_auc
 
     spark = get_spark(
         "lakelm-bench-quality",
@@ -137,7 +137,7 @@ def main() -> int:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from jobs.quality import score_frame
+    from jobs.transforms.quality import score_frame
     from udfs import columns as C
 
     pool = [t for ts in corpora.values() for t in ts]

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         from pyspark.sql import functions as F
 
         from jobs import build_dataset
-        from jobs.spark import get_spark
+        from jobs.common.spark import get_spark
 
         spark = get_spark(
             "bench-tokenize", master=f"local[{args.cores}]", conf={"spark.driver.memory": args.driver_memory}

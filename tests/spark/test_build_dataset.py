@@ -97,7 +97,7 @@ def test_build_dataset_bpe(spark, gold):
     assert int(data.operationMetrics["numOutputRows"]) == sum(meta["windows"].values())
     props = spark.sql(f"DESCRIBE DETAIL delta.`{out}`").first().properties
     assert json.loads(props["lakelm.dataset"]) == json.loads(commit.userMetadata)
-    from jobs.train_steps import dataset_metadata
+    from jobs.transforms.train_steps import dataset_metadata
 
     assert dataset_metadata(spark, out, data.version) == dataset_metadata(spark, out, commit.version)
 
@@ -148,7 +148,7 @@ def _buckets(spark, doc_ids, seed=0):
 
 def test_small_table_gets_a_val_split_at_the_default_fraction(spark, gold, tmp_path, caplog):
     """12 documents at val_fraction 0.01: the hash split gives val nothing, so the smallest-rank one moves."""
-    from jobs.runs import read_runs
+    from jobs.common.runs import read_runs
 
     _, _, docs = gold
     rows = sorted(docs.items())[:12]
@@ -156,7 +156,7 @@ def test_small_table_gets_a_val_split_at_the_default_fraction(spark, gold, tmp_p
     assert min(buckets.values()) >= 10_000  # precondition: the plain hash split puts no document in val
     path = _gold_table(spark, tmp_path / "gold", rows)
     out = str(tmp_path / "tokens")
-    caplog.set_level("INFO", logger="jobs.splits")
+    caplog.set_level("INFO", logger="jobs.transforms.splits")
     args = [
         "--input",
         path,
@@ -222,7 +222,7 @@ def test_one_document_cannot_be_split(spark, gold, tmp_path, caplog):
 
 def test_stratified_split_cuts_val_within_each_stratum(spark):
     """Per (source, lang) stratum, the round(f * n) smallest-rank documents are val; tiny strata stay train."""
-    from jobs.splits import plan_split, split_column
+    from jobs.transforms.splits import plan_split, split_column
 
     sizes = {("web", "en"): 40, ("books", "en"): 20, ("web", "cs"): 3, ("web", None): 10}
     rows = [(f"{s}-{lang}-{i}", "some text", s, lang) for (s, lang), n in sizes.items() for i in range(n)]

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from jobs.components import connected_components
+from jobs.transforms.components import connected_components
 
 pytestmark = pytest.mark.spark
 

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from jobs import demo
+from jobs.transforms.demo_lake import TABLES, lake_table
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.spark
@@ -33,7 +34,7 @@ def demo_lake(spark, tmp_path_factory):
 
 
 def _load(spark, lake, name):
-    return spark.read.format("delta").load(demo.lake_table(str(lake), name))
+    return spark.read.format("delta").load(lake_table(str(lake), name))
 
 
 def _md_rows(report: str, header: str) -> list[list[str]]:
@@ -49,7 +50,7 @@ def _md_rows(report: str, header: str) -> list[list[str]]:
 
 
 def test_report_numbers_match_the_tables(spark, demo_lake):
-    from jobs.splits import split_column
+    from jobs.transforms.splits import split_column
 
     lake, report = demo_lake
     counts = {name: _load(spark, lake, name).count() for name in ("bronze", "silver", "gold")}
@@ -74,11 +75,11 @@ def test_report_numbers_match_the_tables(spark, demo_lake):
     evals = spark.read.format("delta").load(str(lake / "evals" / "tasks")).toPandas()
     assert sorted(evals.task) == sorted(p.stem for p in demo.EVAL_TASKS.glob("*.jsonl")) and len(evals) == 7
     row = evals.iloc[0]
-    from jobs.delta_io import table_version
+    from jobs.common.delta_io import table_version
 
     # the model was trained on the latest tokens, built from the latest gold (the demo writes each once)
-    assert int(row.gold_version) == table_version(spark, demo.lake_table(str(lake), "gold"))
-    assert int(row.token_table_version) == table_version(spark, demo.lake_table(str(lake), "tokens"))
+    assert int(row.gold_version) == table_version(spark, lake_table(str(lake), "gold"))
+    assert int(row.token_table_version) == table_version(spark, lake_table(str(lake), "tokens"))
     header = next(line for line in report.splitlines() if line.startswith("| task | "))
     assert f"`{row.model_hash[:8]}` (gold v{int(row.gold_version)}, tokens v{int(row.token_table_version)})" in header
     cells = {r[0].split(" (")[0]: r[1] for r in _md_rows(report, "| task | ")}
@@ -131,10 +132,10 @@ def test_delta_rs_reads_every_table_the_lake_writes(spark, demo_lake):
     from delta.tables import DeltaTable
 
     lake, _ = demo_lake
-    written = [name for name in demo.TABLES if DeltaTable.isDeltaTable(spark, demo.lake_table(str(lake), name))]
-    assert written == list(demo.TABLES)  # bronze, quarantine, silver, rejected, gold, clusters, tokens, ...
+    written = [name for name in TABLES if DeltaTable.isDeltaTable(spark, lake_table(str(lake), name))]
+    assert written == list(TABLES)  # bronze, quarantine, silver, rejected, gold, clusters, tokens, ...
     for name in written:
-        path = demo.lake_table(str(lake), name)
+        path = lake_table(str(lake), name)
         table = deltalake.DeltaTable(path)
         assert table.version() == DeltaTable.forPath(spark, path).history(1).first().version, name
         rows = table.to_pyarrow_table()  # reads and decodes every data file
@@ -186,9 +187,9 @@ def test_demo_on_spark_connect_writes_the_same_tables(spark, demo_lake, tmp_path
     assert "Spark Connect session 'lakelm-demo' via a local server (local[2]" in proc.stderr
     assert "classic session" not in proc.stderr
     deltalake = pytest.importorskip("deltalake")
-    for name in demo.TABLES:
+    for name in TABLES:
         assert _table_digest(spark, lake, name) == _table_digest(spark, classic, name), name
-        path = demo.lake_table(str(lake), name)
+        path = lake_table(str(lake), name)
         assert deltalake.DeltaTable(path).to_pyarrow_table().num_rows == _load(spark, lake, name).count(), name
     logs = "".join(p.read_text(encoding="utf-8") for p in lake.glob("*/_delta_log/*.json"))
     assert logs and "collate" not in logs  # plain string types: any engine reads the schema

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from jobs import evaluate
-from jobs.runs import read_runs
+from jobs.common.runs import read_runs
 from tests.conftest import DATA
 from udfs import eval_tasks as E
 from udfs import tasks
@@ -229,7 +229,7 @@ def test_bits_per_byte_of_a_text_table_in_the_same_output(spark, tmp_path, artif
 
 def test_task_files_are_read_in_one_pass_each_in_its_own_line_order(spark, tmp_path):
     """``extract``: one read for all the files; a task may also be a folder of part files (as Spark writes)."""
-    from jobs.eval_tables import EvaluateConfig, extract
+    from jobs.transforms.eval_tables import EvaluateConfig, extract
 
     d = tmp_path / "tasks"
     d.mkdir()

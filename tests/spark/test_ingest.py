@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from jobs import ingest
-from jobs.runs import read_runs
+from jobs.common.runs import read_runs
 from tests.bad_input import MAX_DOC_BYTES, write_bad_corpus
 from tests.conftest import DATA
 

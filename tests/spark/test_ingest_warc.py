@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from jobs import ingest
-from jobs.runs import read_runs
+from jobs.common.runs import read_runs
 from tests.conftest import DATA
 from udfs.curation.normalize import html_to_text
 

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from jobs import curate, train_quality
-from jobs.quality import BUCKETS, QUALITY_LOW, apply_perplexity, verify_classifier
+from jobs.transforms.quality import BUCKETS, QUALITY_LOW, apply_perplexity, verify_classifier
 from tests.conftest import DATA, REPO
 
 pytestmark = pytest.mark.spark
@@ -117,7 +117,7 @@ def test_curate_scores_drops_quality_low_and_buckets_perplexity(spark, lake):
 
 
 def test_keep_fraction_keeps_that_share_of_the_kept_rows(spark, lake):
-    from jobs.quality import apply_quality, load_classifier
+    from jobs.transforms.quality import apply_quality, load_classifier
 
     model, _, _ = load_classifier(lake["classifier"])
     rows = [(f"emma-{i}", t, None) for i, t in enumerate(EMMA[8:14])]
@@ -181,7 +181,7 @@ def test_scores_equal_the_spark_ml_pipeline(spark, num_features):
     for a bucket count that is a power of two and one that is not (negative hashes, modulo)."""
     from pyspark.ml.functions import vector_to_array
 
-    from jobs.quality import LABEL, WEIGHT, QualityTrainConfig, build_pipeline, linear_model, score_frame
+    from jobs.transforms.quality import LABEL, WEIGHT, QualityTrainConfig, build_pipeline, linear_model, score_frame
 
     udhr = [json.loads(x)["text"] for x in (DATA / "udhr_multilingual_slice.jsonl").read_text().splitlines()]
     odd = ["", "a", "abcd", "  lead\tand\x0btrail \n\r", "İSTANBUL ΣΟΦΟΣ", "nbsp\u00a0em\u2003sep", "😀😀😀😀 ok"]

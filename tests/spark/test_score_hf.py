@@ -15,7 +15,7 @@ import torch
 import transformers
 
 from jobs import score
-from jobs.runs import read_runs
+from jobs.common.runs import read_runs
 from model.hf_folder import folder_hash, read_hf_folder
 from model.tokenizer import train_bpe
 from udfs import columns as C

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs import nightly_score, score, scoring_table
-from jobs.runs import read_runs
+from jobs import nightly_score, score
+from jobs.common.runs import read_runs
+from jobs.transforms import scoring_table
 from tests.tiny_model import mixed_texts, save_tiny_artifact
 from udfs import columns as C
 from udfs import faults, inference, tasks

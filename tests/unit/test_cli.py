@@ -1,4 +1,4 @@
-"""The one CLI skeleton (jobs/cli.py) as every job uses it: the config loader, exit codes and --help (no JVM:
+"""The one CLI skeleton (jobs/common/cli.py) as every job uses it: the config loader, exit codes and --help (no JVM:
 every case here stops before a session starts, or replaces the session factory)."""
 
 import json
@@ -7,22 +7,9 @@ import os
 
 import pytest
 
-from jobs import (
-    build_dataset,
-    cli,
-    dedup,
-    demo,
-    evaluate,
-    export,
-    ingest,
-    nightly_score,
-    report,
-    score,
-    scoring_table,
-    serve,
-    stats,
-    train,
-)
+from jobs import build_dataset, dedup, demo, evaluate, export, ingest, nightly_score, report, score, serve, stats, train
+from jobs.common import cli
+from jobs.transforms import scoring_table
 
 PARSERS = {
     "build_dataset": build_dataset.build_parser,
@@ -165,7 +152,7 @@ def test_help_shows_the_config_default_of_a_flag_left_unset():
 
 
 def test_remote_reaches_the_session_factory_and_a_session_that_fails_exits_1(tmp_path, monkeypatch, caplog):
-    import jobs.spark
+    import jobs.common.spark
 
     calls = []
 
@@ -173,7 +160,7 @@ def test_remote_reaches_the_session_factory_and_a_session_that_fails_exits_1(tmp
         calls.append((app_name, remote))
         raise RuntimeError("connection refused")
 
-    monkeypatch.setattr(jobs.spark, "get_spark", no_session)
+    monkeypatch.setattr(jobs.common.spark, "get_spark", no_session)
     assert stats.main(["--lake", str(tmp_path), "--remote", "sc://nowhere:15002"]) == cli.EXIT_FAILED
     assert calls == [("lakelm-stats", "sc://nowhere:15002")]
     assert "cannot start a Spark session" in _errors(caplog)

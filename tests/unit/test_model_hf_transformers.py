@@ -17,8 +17,8 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from jobs import scoring_table as score_job  # noqa: E402
-from jobs.cli import UsageError  # noqa: E402
+from jobs.common.cli import UsageError  # noqa: E402
+from jobs.transforms import scoring_table as score_job  # noqa: E402
 from model.hf_folder import HFFolderError  # noqa: E402
 from model.loading import describe_model, load_model  # noqa: E402
 from model.tokenizer import train_bpe  # noqa: E402

@@ -1,4 +1,4 @@
-"""jobs/quality.py's pure core: ROC-AUC, precision/recall, the classifier manifest, the stage flags."""
+"""jobs/transforms/quality.py's pure core: ROC-AUC, precision/recall, the classifier manifest, the stage flags."""
 
 import itertools
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from jobs import quality as q
+from jobs.transforms import quality as q
 
 
 def _auc_by_pairs(labels, scores) -> float:

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from jobs.report_eval import evaluation_markdown
+from jobs.transforms.report_eval import evaluation_markdown
 
 
 def _row(model, h, gold, task, acc, acc_norm, centred, at, kind="multiple_choice", n=12):

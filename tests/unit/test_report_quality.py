@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.report_quality import quality_by_source, quality_markdown
+from jobs.transforms.report_quality import quality_by_source, quality_markdown
 
 
 def _rows():

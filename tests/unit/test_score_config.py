@@ -1,11 +1,12 @@
-"""jobs/score.py and jobs/nightly_score.py flags -> ScoreConfig (jobs/scoring_table.py) -> the options each
+"""jobs/score.py and jobs/nightly_score.py flags -> ScoreConfig (jobs/transforms/scoring_table.py) -> the options each
 task's core receives (no JVM)."""
 
 import json
 
 import pytest
 
-from jobs import score, scoring_table
+from jobs import score
+from jobs.transforms import scoring_table
 from udfs import batching, tasks
 
 
@@ -33,7 +34,7 @@ def test_flags_reach_the_core_options():
 def test_bad_precision_from_a_config_file_is_refused(tmp_path):
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"precision": "fp16"}))
-    from jobs.cli import UsageError
+    from jobs.common.cli import UsageError
 
     with pytest.raises(UsageError, match="precision"):
         _cfg("--config", str(cfg))
@@ -50,7 +51,7 @@ def test_max_error_rate_default_and_bounds_accepted(flags, expected):
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "nan"])
 def test_max_error_rate_out_of_range_is_a_usage_error(value, tmp_path):
-    from jobs.cli import UsageError
+    from jobs.common.cli import UsageError
 
     with pytest.raises(UsageError, match=r"--max-error-rate must be in \[0, 1\]"):
         _cfg("--max-error-rate", value)

@@ -358,7 +358,7 @@ def test_udf_factories_reject_unknown_options():
 def test_retry_on_conflict_retries_only_delta_conflicts():
     from delta.exceptions import ConcurrentAppendException
 
-    from jobs.delta_io import retry_on_conflict
+    from jobs.common.delta_io import retry_on_conflict
 
     def failing(errors):
         def write():

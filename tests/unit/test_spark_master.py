@@ -2,7 +2,7 @@
 
 import pytest
 
-from jobs.spark import (
+from jobs.common.spark import (
     DEFAULTS_FILE,
     FALLBACK_MASTER,
     console_defaults,

@@ -1,8 +1,8 @@
-"""jobs/splits.py pure rules: per-stratum val counts and the splits that are refused."""
+"""jobs/transforms/splits.py pure rules: per-stratum val counts and the splits that are refused."""
 
 import pytest
 
-from jobs.splits import check_split_request, stratum_val_count
+from jobs.transforms.splits import check_split_request, stratum_val_count
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from jobs.stats import funnel_rows, plot_funnel, stage_of
+from jobs.transforms.funnel import funnel_rows, plot_funnel, stage_of
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from udfs.curation import columns as C
+from udfs import columns as C
 from udfs.curation._config import config_from_dict
 from udfs.curation.decontam import CONTAMINATED, DecontaminationConfig, NGramIndex, find_contamination
 from udfs.curation.filters import (

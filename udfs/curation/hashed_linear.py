@@ -1,6 +1,6 @@
 """The quality classifier's scoring, outside the JVM: hashed n-grams -> L2 norm -> logistic regression.
 
-``jobs/train_quality.py`` fits the classifier as a Spark ML pipeline (``jobs.quality.build_pipeline``):
+``jobs/train_quality.py`` fits the classifier as a Spark ML pipeline (``jobs.transforms.quality.build_pipeline``):
 lower-cased text cut to ``max_chars`` characters, split on runs of ``[ \\t\\n\\x0b\\f\\r]`` (Java's ``\\s``, as
 ``RegexTokenizer``), word n-grams of 1..``word_ngrams`` joined by one space (``NGram``), ``'#'`` + each
 ``char_ngram`` characters of the first ``char_max_chars`` (code points, as Spark's ``substr``), hashed into

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import xxhash
 
-from udfs.curation import columns as C
+from udfs import columns as C
 from udfs.curation._charsets import PUNCTUATION_CHARS
 from udfs.curation._compiled import optional_module
 from udfs.curation._config import config_from_dict

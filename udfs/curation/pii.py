@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from udfs.curation import columns as C
+from udfs import columns as C
 from udfs.curation._config import config_from_dict
 
 __all__ = ["PII_COLUMNS", "PiiConfig", "config_from_dict", "redact_pii", "redact_pii_batch"]

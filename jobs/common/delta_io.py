@@ -5,7 +5,7 @@ never spliced into SQL strings. On a Spark Connect session that Python API needs
 server plugin, which a server started from pyspark (``SPARK_REMOTE=local[N]``) does not have, so the
 same operations go through Delta's SQL (``DESCRIBE HISTORY``, ``CREATE TABLE IF NOT EXISTS``,
 ``MERGE INTO``) on ``delta.`path``` with backticks doubled (`table_ref`); the jobs' paths have passed
-`jobs.lake.validate_table_path` (no quotes, backticks, ``;`` or control characters) before they get here.
+`jobs.common.lake.validate_table_path` (no quotes, backticks, ``;`` or control characters) before they get here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ _FLAG = "_lakelm_update"  # source column of a Connect MERGE: the row's update c
 
 
 def _connect(spark) -> bool:
-    from jobs.spark import is_connect
+    from jobs.common.spark import is_connect
 
     return is_connect(spark)
 

@@ -19,8 +19,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jobs.lake import DEFAULT_LAKE, table_path, validate_table_path
-from jobs.runs import RunRecord, append_run
+from jobs.common.lake import DEFAULT_LAKE, table_path, validate_table_path
+from jobs.common.runs import RunRecord, append_run
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,29 @@ def config_dict(cfg) -> dict:
     return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(vars(cfg))
 
 
+def read_input_table(spark, path: str, record: RunRecord, flag: str = "--input", columns=(), hint: str = ""):
+    """The Delta table at ``path``, read at its current version, which goes to ``record.input_versions``.
+
+    Args:
+        path: the table; flag: the option that named it, for the error message.
+        columns: columns the job needs; hint: appended to the message when one is missing.
+
+    Raises:
+        UsageError: when ``path`` is not a Delta table or lacks one of ``columns``.
+    """
+    from jobs.common.delta_io import table_version
+
+    version = table_version(spark, path)
+    if version is None:
+        raise UsageError(f"{flag} {path} is not a Delta table")
+    df = spark.read.format("delta").option("versionAsOf", version).load(path)
+    missing = sorted(set(columns) - set(df.columns))
+    if missing:
+        raise UsageError(f"{flag} {path} lacks columns {missing} (it has {sorted(df.columns)}){hint}")
+    record.input_versions[path] = version
+    return df
+
+
 def run_main(
     job: str,
     argv: list[str] | None,
@@ -214,7 +237,7 @@ def run_main(
         log.error("%s: %s", job, exc)
         return EXIT_USAGE
     log.info("%s config: %s", job, json.dumps(record_args(cfg), sort_keys=True, default=str))
-    from jobs.spark import get_spark
+    from jobs.common.spark import get_spark
 
     try:
         spark = get_spark(f"lakelm-{job.replace('_', '-')}", remote=args.remote)

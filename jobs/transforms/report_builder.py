@@ -10,36 +10,31 @@ import os
 import shutil
 from pathlib import Path
 
-from jobs.lake import table_path
+from jobs.common import plots
+from jobs.common.lake import table_path
 
 log = logging.getLogger(__name__)
 
 
 def _plot_bars(labels, values, title, path, horizontal=True):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, max(3, 0.35 * len(labels) + 1)))
+    fig = plots.figure(8, max(3, 0.35 * len(labels) + 1))
+    ax = fig.subplots()
     if horizontal:
-        ax.barh(labels[::-1], values[::-1], color="#4C72B0")
+        ax.barh(labels[::-1], values[::-1], color=plots.BLUE)
     else:
-        ax.bar(labels, values, color="#4C72B0")
+        ax.bar(labels, values, color=plots.BLUE)
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plots.save(fig, path)
 
 
 def _exists(spark, path):
-    from jobs.delta_io import is_delta_table
+    from jobs.common.delta_io import is_delta_table
 
     return is_delta_table(spark, path)
 
 
 def _latest_run(spark, lake, job):
-    from jobs.runs import read_runs
+    from jobs.common.runs import read_runs
 
     runs = table_path(lake, "runs")
     if not _exists(spark, runs):
@@ -64,7 +59,7 @@ def loss_by_source(spark, art, max_docs: int = VAL_DOCS_PER_SOURCE, max_tokens: 
     """Loss of a trained artifact per source on the val (and, for comparison, train) documents it was built with.
 
     The documents are those of the dataset in the artifact's lineage: its input table at the recorded
-    version, split again with the recorded rule (`jobs.splits.split_column`). Per (source, split), up
+    version, split again with the recorded rule (`jobs.transforms.splits.split_column`). Per (source, split), up
     to ``max_docs`` documents in the packer's order are tokenised on the driver and scored by
     `model.evaluation.loss_by_group` (at most ``max_tokens`` tokens each).
 
@@ -76,7 +71,7 @@ def loss_by_source(spark, art, max_docs: int = VAL_DOCS_PER_SOURCE, max_tokens: 
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from jobs.splits import split_column
+    from jobs.transforms.splits import split_column
     from model.evaluation import loss_by_group
     from udfs import columns as C
 
@@ -166,7 +161,7 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
         if _exists(spark, path):
             stages.append((name, spark.read.format("delta").load(path).count()))
     ingest_read = 0
-    from jobs.runs import read_runs
+    from jobs.common.runs import read_runs
 
     if _exists(spark, table_path(lake, "runs")):
         for r in read_runs(spark, table_path(lake, "runs"), job="ingest").filter("status = 'succeeded'").collect():
@@ -181,7 +176,7 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
 
     # --- per stage: in / kept / dropped from the jobs' recorded counts (jobs/stats.py)
     if _exists(spark, table_path(lake, "runs")):
-        from jobs.stats import collect_counts, funnel_rows, plot_funnel
+        from jobs.transforms.funnel import collect_counts, funnel_rows, plot_funnel
 
         stage_rows = funnel_rows(*collect_counts(spark, table_path(lake, "runs")))
         if stage_rows:
@@ -216,7 +211,7 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
         md += ["", "![drop reasons](drop_reasons.png)", ""]
 
     # --- quality classifier scores (curate --quality-model)
-    from jobs.report_quality import quality_section
+    from jobs.transforms.report_quality import quality_section
 
     md += ["## Quality scores", ""]
     md += quality_section(spark, table_path(lake, "silver"), table_path(lake, "rejected")) + [""]
@@ -321,19 +316,14 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
             errors = sdf.filter("error IS NOT NULL").count() if "error" in sdf.columns else 0
             md += [f"{len(vals)} documents scored, {errors} with a per-row error."]
             if vals:
-                import matplotlib
-
-                matplotlib.use("Agg")
-                import matplotlib.pyplot as plt
                 import numpy as np
 
-                fig, ax = plt.subplots(figsize=(7, 3.5))
-                ax.hist(np.log10(vals), bins=40, color="#4C72B0")
+                fig = plots.figure(7, 3.5)
+                ax = fig.subplots()
+                ax.hist(np.log10(vals), bins=40, color=plots.BLUE)
                 ax.set_xlabel("log10 perplexity")
                 ax.set_title("scores")
-                fig.tight_layout()
-                fig.savefig(Path(out, "scores_hist.png"), dpi=100)
-                plt.close(fig)
+                plots.save(fig, Path(out, "scores_hist.png"))
                 md += [
                     "",
                     "![scores](scores_hist.png)",
@@ -356,7 +346,7 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
     md += [""]
 
     # --- evaluation (jobs/evaluate.py into LAKE/evals)
-    from jobs.report_eval import evaluation_section
+    from jobs.transforms.report_eval import evaluation_section
 
     md += ["## Evaluation", ""] + evaluation_section(spark, os.path.join(lake, "evals")) + [""]
 
@@ -385,7 +375,7 @@ def build_report(spark, lake: str, out: str, artifact: str | None) -> str:
     for name in ("bronze", "silver", "gold", "tokens", "scores"):
         path = table_path(lake, name)
         if _exists(spark, path):
-            from jobs.delta_io import table_version
+            from jobs.common.delta_io import table_version
 
             md.append(f"- `{name}`: Delta version {table_version(spark, path)}")
     report = Path(out, "report.md")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from jobs import cli
+from jobs.common import cli
 from model.config import PRECISIONS
 from udfs import batching
 from udfs import columns as C
@@ -54,7 +54,7 @@ class EvaluateConfig:
     precision: str = "fp32"  # the same numbers on every machine
     num_fewshot: int = 0  # solved examples before each item (lm-eval's sampler, udfs.eval_tasks.fewshot_examples)
     fewshot_seed: int = E.DEFAULT_FEWSHOT_SEED  # lm-eval's default fewshot_random_seed
-    bpb_table: str | None = None  # a Delta text table to measure bits per byte on (jobs/eval_bpb.py)
+    bpb_table: str | None = None  # a Delta text table to measure bits per byte on (jobs/transforms/eval_bpb.py)
     bpb_column: str = "text"
     bpb_limit: int | None = None  # first N rows of the bpb table; None = all
 
@@ -152,7 +152,7 @@ def score(spark, requests: pd.DataFrame, cfg: EvaluateConfig, model_hash: str) -
     """Requests -> requests with the UDF's columns (``udfs.tasks.LOGLIKELIHOOD_SCHEMA``), scored on the executors."""
     from pyspark.sql import functions as F
 
-    from jobs.spark import default_parallelism
+    from jobs.common.spark import default_parallelism
     from udfs.inference import make_loglikelihood_udf
 
     ddl = (
@@ -194,7 +194,7 @@ def records(pdf: pd.DataFrame, columns: list[str]) -> list[tuple]:
 
 
 def quarantine_rows(bad: pd.DataFrame, cfg: EvaluateConfig, record) -> list[tuple]:
-    """Quarantine-table rows (``jobs.ingest.QUARANTINE_SCHEMA``) for the bad task lines."""
+    """Quarantine-table rows (``jobs.transforms.bronze.QUARANTINE_SCHEMA``) for the bad task lines."""
     rows, seen = [], {}
     for r in bad.itertuples(index=False):
         raw = str(r.raw)
@@ -223,7 +223,7 @@ def write_results(spark, cfg: EvaluateConfig, items: pd.DataFrame, bad: pd.DataF
     Returns:
         The per-task rows written (``udfs.eval_tasks.task_metrics`` plus the lineage columns).
     """
-    from jobs.delta_io import delta_writer
+    from jobs.common.delta_io import delta_writer
 
     model_name, model_hash = model
     items[C.MODEL_NAME], items[C.MODEL_HASH], items[C.RUN_ID] = model_name, model_hash, record.run_id

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from udfs import columns as C
-from udfs.curation.columns import LANG
+from udfs.columns import LANG
 
 log = logging.getLogger(__name__)
 
@@ -355,13 +355,13 @@ def read_labelled(spark, tables: tuple[str, ...], where: str | None, label: int,
     """Union of ``tables`` (latest Delta versions, filtered by ``where``) as ``text, _q_label``; with lineage.
 
     Raises:
-        jobs.cli.UsageError: a path that is not a Delta table, a missing text column, a bad filter.
+        jobs.common.cli.UsageError: a path that is not a Delta table, a missing text column, a bad filter.
     """
     from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F
 
-    from jobs.cli import UsageError
-    from jobs.delta_io import table_version
+    from jobs.common.cli import UsageError
+    from jobs.common.delta_io import table_version
 
     frames, lineage = [], []
     for table in tables:

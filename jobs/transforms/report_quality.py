@@ -66,8 +66,8 @@ def quality_section(spark, silver: str, rejected: str) -> list[str]:
     """The section for a lake's ``silver`` and ``rejected`` tables, read with Spark."""
     from pyspark.sql import functions as F
 
-    from jobs.delta_io import table_version
-    from jobs.quality import QUALITY_LOW
+    from jobs.common.delta_io import table_version
+    from jobs.transforms.quality import QUALITY_LOW
     from udfs import columns as C
 
     frames = []

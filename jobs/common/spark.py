@@ -33,7 +33,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "spark-defaults.conf"
+DEFAULTS_FILE = Path(__file__).resolve().parents[2] / "spark-defaults.conf"
 # Used only when no properties file sets spark.master: local, all cores, 4 attempts per task.
 FALLBACK_MASTER = "local[*,4]"
 # spark-submit's own default when it is given no master (SparkSubmitArguments).

@@ -69,7 +69,7 @@ def append_run(spark, runs_path: str, record: RunRecord) -> None:
         json.dumps(record.extra, sort_keys=True, default=str),
     )
     df = spark.createDataFrame([row], schema=RUNS_SCHEMA)  # a DDL string: parsed by the session, either kind
-    from jobs.delta_io import delta_writer
+    from jobs.common.delta_io import delta_writer
 
     delta_writer(df).mode("append").save(runs_path)
     log.info("run %s (%s) recorded in %s: %s", record.run_id, record.job, runs_path, record.status)

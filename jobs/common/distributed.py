@@ -1,4 +1,4 @@
-"""Where DDP ranks run: on the driver or on executors, through TorchDistributor, and proof of which.
+"""Spark side of DDP (torch side: model/distributed.py): ranks on the driver or executors via TorchDistributor.
 
 ``jobs/train.py --distributed N --distributed-mode MODE`` calls ``run_ranks``:
 
@@ -129,7 +129,7 @@ def run_ranks(spark, n: int, mode: str, fn: Callable[..., Any], *args: Any) -> A
     """
     from pyspark.ml.torch.distributor import TorchDistributor
 
-    from jobs.spark import session_master
+    from jobs.common.spark import session_master
 
     master = session_master(spark)  # from the configuration: a Spark Connect session has no SparkContext
     placement = resolve_mode(mode, master)

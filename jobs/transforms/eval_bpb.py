@@ -25,7 +25,7 @@ def check_table(spark, table: str, column: str) -> int:
     Raises:
         ValueError: it is not, with the reason.
     """
-    from jobs.delta_io import table_version
+    from jobs.common.delta_io import table_version
 
     version = table_version(spark, table)
     if version is None:
@@ -55,7 +55,7 @@ def bits_per_byte(
     """
     from pyspark.sql import functions as F
 
-    from jobs.spark import default_parallelism
+    from jobs.common.spark import default_parallelism
     from udfs.inference import make_score_udf
 
     version = check_table(spark, table, column)
@@ -98,8 +98,8 @@ def record_bits_per_byte(spark, cfg, model_name: str, model_hash: str, record) -
     """
     import os
 
-    from jobs import cli
-    from jobs.delta_io import delta_writer, table_version
+    from jobs.common import cli
+    from jobs.common.delta_io import delta_writer, table_version
     from udfs import columns as C
 
     try:

@@ -80,7 +80,7 @@ def evaluation_section(spark, evals: str) -> list[str]:
     """The section for the evaluation folder ``evals`` (its ``tasks`` table), read with Spark."""
     import os
 
-    from jobs.delta_io import table_version
+    from jobs.common.delta_io import table_version
 
     path = os.path.join(evals, "tasks")
     if table_version(spark, path) is None:

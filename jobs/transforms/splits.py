@@ -26,7 +26,7 @@ import math
 
 from udfs import columns as C
 
-log = logging.getLogger("jobs.splits")
+log = logging.getLogger("jobs.transforms.splits")
 
 BUCKETS = 1_000_000  # hash buckets; val_fraction has 1e-6 resolution
 _NULL = "\x00null"  # stratum value standing for SQL NULL

@@ -8,8 +8,8 @@ import logging
 import os
 from pathlib import Path
 
-from jobs import cli
-from jobs.distributed import describe_process
+from jobs.common import cli
+from jobs.common.distributed import describe_process
 
 log = logging.getLogger("jobs.train")
 
@@ -20,7 +20,7 @@ def pinned_version(spark, path: str, requested: int | None) -> int:
     Raises:
         cli.UsageError: ``path`` is not a Delta table, or has no such version.
     """
-    from jobs.delta_io import table_version
+    from jobs.common.delta_io import table_version
 
     latest = table_version(spark, path)
     if latest is None:
@@ -38,7 +38,7 @@ def dataset_metadata(spark, path: str, version: int) -> dict:
     property ``lakelm.dataset``, the same JSON as that commit's ``userMetadata``, with
     ``data_version = v``). Both versions hold the same files, so either may be pinned.
     """
-    from jobs.delta_io import history
+    from jobs.common.delta_io import history
 
     v = int(version)
     rows = history(spark, path).filter(f"version IN ({v}, {v + 1})").select("version", "userMetadata").collect()

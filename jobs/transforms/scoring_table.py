@@ -15,8 +15,8 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
-from jobs import cli
-from jobs.delta_io import ensure_table, merge_insert_new, merge_upsert_changed, retry_on_conflict, table_version
+from jobs.common import cli
+from jobs.common.delta_io import ensure_table, merge_insert_new, merge_upsert_changed, retry_on_conflict, table_version
 from model import config as model_config
 from udfs import batching, inference, tasks
 from udfs import columns as C
@@ -146,7 +146,7 @@ def spread(spark, rows, cfg: ScoreConfig):
     """Rows to score, dealt round-robin over ``cfg.partitions`` tasks. An explicit repartition(n) is
     never coalesced by AQE, which would otherwise fold a small (in bytes) but compute-heavy input
     into one task and leave the other cores idle."""
-    from jobs.spark import default_parallelism
+    from jobs.common.spark import default_parallelism
 
     return rows.repartition(cfg.partitions or default_parallelism(spark))
 
