@@ -8,7 +8,7 @@ from setuptools import find_namespace_packages, setup
 # - pyspark 4.2 warns that pandas 3 is not fully supported (nulls arrive as NaN), so pandas<3.
 INSTALL_REQUIRES = [
     "pyspark==4.2.0",
-    "delta-spark==4.4.0",  # same version as the io.delta jars (jobs/delta_jars.py)
+    "delta-spark==4.4.0",  # same version as the io.delta jars (jobs/common/delta_install.py)
     "pandas>=2.2,<3",
     "pyarrow>=15",
     "numpy>=1.26,<2.6",  # numba 0.68 declares numpy>=1.22,<2.6; a newer numpy makes `import numba` fail
