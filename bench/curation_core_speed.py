@@ -79,13 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from udfs.curation import (
-        CurationConfig,
-        MinHashConfig,
-        config_from_dict,
-        curate_batch,
-        minhash_batch,
-    )
+    from model.config import config_from_dict
+    from udfs.curation import CurationConfig, MinHashConfig, curate_batch, minhash_batch
 
     chain = {mode: config_from_dict(CurationConfig, {**DATATROVE_CHAIN, "mode": mode}) for mode in ("fast", "parity")}
     ours_order = config_from_dict(CurationConfig, {**DATATROVE_CHAIN, "c4_lines_first": True})

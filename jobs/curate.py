@@ -95,7 +95,7 @@ def build_config(args: argparse.Namespace) -> CurateJob:
 
 
 def _record_args(job: CurateJob) -> dict:
-    from udfs.curation import config_to_dict
+    from model.config import config_to_dict
 
     return {**job.flags, "resolved_config": config_to_dict(job.cfg)}
 
@@ -115,6 +115,11 @@ def run(spark, job: CurateJob, record) -> None:
         cached += more
         record.extra.update(job.facts)
     counts = write_tables(spark, out, job.output, job.rejected)
+    flagged = None
+    if job.index is not None:  # counted while ``out`` is still cached, else the whole chain reruns
+        from udfs.columns import CONTAMINATED_TASK
+
+        flagged = out.filter(F.col(C.DROP_REASON).isNull() & F.col(CONTAMINATED_TASK).isNotNull()).count()
     for frame in cached:
         frame.unpersist()
     total = sum(counts.values())
@@ -125,9 +130,6 @@ def run(spark, job: CurateJob, record) -> None:
         **{f"dropped_{k}": v for k, v in sorted(counts.items(), key=lambda kv: str(kv[0])) if k},
     )
     if (index := job.index) is not None:
-        from udfs.columns import CONTAMINATED_TASK
-
-        flagged = out.filter(F.col(C.DROP_REASON).isNull() & F.col(CONTAMINATED_TASK).isNotNull()).count()
         record.counts["flagged_contaminated"] = flagged  # kept but contaminated (--decontaminate-flag-only)
         record.extra["decontamination_index"] = {"ngrams": len(index), "n": index.n, "tasks": index.stats}
     record.output_versions.update(

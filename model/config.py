@@ -4,6 +4,7 @@ carry unknown keys (a typo in a config file is an error, as in nanoGPT's configu
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -14,33 +15,68 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def config_from_dict(cls: type[T], values: Mapping[str, Any]) -> T:
-    """Build the dataclass ``cls`` from ``values``, refusing keys it does not have.
+def config_from_dict(cls: type[T], values: Mapping[str, Any] | None) -> T:
+    """Builds a frozen config dataclass from a dict, recursively, refusing keys it does not have.
+
+    The one loader for every config in the project (model, trainer, curation). Nested dataclass fields
+    accept a dict (or an instance); lists become tuples so the config stays hashable; absent keys keep
+    the dataclass default.
 
     Args:
-        cls: a dataclass type such as ``GPTConfig`` or ``TrainConfig``.
-        values: field name -> value. Missing fields take their defaults.
+        cls: a dataclass type such as ``GPTConfig``, ``TrainConfig`` or ``CurationConfig``.
+        values: field name -> value; None or {} gives the defaults.
 
     Returns:
         An instance of ``cls`` (its ``__post_init__`` checks the values).
 
     Raises:
-        ValueError: if ``values`` holds a key that is not a field of ``cls``.
+        ValueError: a key is not a field of ``cls`` (the message lists the allowed keys), or a nested value
+            has the wrong type.
 
     Example:
         >>> config_from_dict(GPTConfig, {"n_layer": 2}).n_layer
         2
     """
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    if not dataclasses.is_dataclass(cls):
+        raise ValueError(f"{cls!r} is not a dataclass; pass the config class, e.g. GPTConfig")
+    values = dict(values or {})
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(values) - fields)
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {unknown}; valid keys are {sorted(names)}")
-    return cls(**dict(values))
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; allowed keys: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    return cls(**{name: _coerce(hints.get(name), v, f"{cls.__name__}.{name}") for name, v in values.items()})
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """The config as a plain JSON-able dict (the inverse of ``config_from_dict``)."""
-    return dataclasses.asdict(cfg)
+    """The config as a JSON-ready dict (nested configs become dicts, tuples lists): ``config_from_dict``'s inverse."""
+
+    def _plain(v: Any) -> Any:
+        return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+    return {k: _plain(v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """Turns a JSON value into what the field expects: nested dataclass from a dict, tuple from a list."""
+    nested = _dataclass_in(hint)
+    if nested is not None and isinstance(value, Mapping):
+        return config_from_dict(nested, value)
+    if nested is not None and not isinstance(value, nested) and value is not None:
+        raise ValueError(f"{where} expects a dict or {nested.__name__}, got {type(value).__name__}")
+    if isinstance(value, list):
+        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    return value
+
+
+def _dataclass_in(hint: Any) -> type | None:
+    """The dataclass type named by a (possibly Optional) type hint, else None."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    for arg in typing.get_args(hint):
+        if dataclasses.is_dataclass(arg):
+            return arg
+    return None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ def load_curation_config(
     path: str | None, mode: str | None, decontaminate: list[str] | None = None, flag_only: bool = False
 ):
     """CurationConfig from a JSON file (nested dicts per stage), ``--mode`` and the decontamination flags."""
-    from udfs.curation.curate import CurationConfig, config_from_dict
+    from model.config import config_from_dict
+    from udfs.curation.curate import CurationConfig
 
     data = {}
     if path:

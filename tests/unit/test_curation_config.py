@@ -7,13 +7,12 @@ import json
 
 import pytest
 
+from model.config import config_from_dict, config_to_dict
 from udfs.curation import (
     CurationConfig,
     GopherQualityConfig,
     GopherRepetitionConfig,
     MinHashConfig,
-    config_from_dict,
-    config_to_dict,
 )
 
 
@@ -50,8 +49,8 @@ def test_round_trip_through_json():
 @pytest.mark.parametrize(
     "cls, raw, match",
     [
-        (CurationConfig, {"modee": "fast"}, r"unknown keys for CurationConfig: \['modee'\]"),
-        (CurationConfig, {"c4": {"min_sentences": 3}}, r"unknown keys for C4Config: \['min_sentences'\]"),
+        (CurationConfig, {"modee": "fast"}, r"unknown CurationConfig keys \['modee'\]"),
+        (CurationConfig, {"c4": {"min_sentences": 3}}, r"unknown C4Config keys \['min_sentences'\]"),
         (GopherQualityConfig, {"min_words": 10}, "allowed keys"),
         (CurationConfig, {"c4": 5}, "CurationConfig.c4 expects a dict or C4Config"),
     ],

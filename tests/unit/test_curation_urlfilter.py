@@ -3,7 +3,8 @@
 import pandas as pd
 import pytest
 
-from udfs.curation.curate import CurationConfig, config_from_dict
+from model.config import config_from_dict
+from udfs.curation.curate import CurationConfig
 from udfs.curation.urlfilter import UrlFilterConfig, parse_blocklist, url_drop_reason, url_drop_reasons
 
 BLOCKLIST = """

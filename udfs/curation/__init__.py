@@ -6,7 +6,6 @@ The Spark layer wraps ``curate_batch`` and ``minhash_batch`` in pandas UDFs; eve
 lazily, once per process.
 """
 
-from udfs.curation._config import config_from_dict, config_to_dict
 from udfs.curation.curate import (
     CurationConfig,
     CurationResult,
@@ -51,8 +50,6 @@ __all__ = [
     "NormalizeConfig",
     "PiiConfig",
     "band_hashes",
-    "config_from_dict",
-    "config_to_dict",
     "curate_batch",
     "curate_text",
     "estimate_jaccard",

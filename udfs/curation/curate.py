@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from udfs import columns as C
-from udfs.curation._config import config_from_dict
 from udfs.curation.decontam import CONTAMINATED, DecontaminationConfig, NGramIndex, find_contamination
 from udfs.curation.filters import (
     C4Config,
@@ -44,7 +43,6 @@ from udfs.curation.wordsplit import MODES, split_words
 __all__ = [
     "CurationConfig",
     "CurationResult",
-    "config_from_dict",
     "curate_batch",
     "curate_text",
     "output_schema",

@@ -52,13 +52,11 @@ from typing import Any
 import numpy as np
 
 from udfs.curation._compiled import optional_module
-from udfs.curation._config import config_from_dict
 
 __all__ = [
     "CONTAMINATED",
     "DecontaminationConfig",
     "NGramIndex",
-    "config_from_dict",
     "eval_texts",
     "find_contamination",
     "index_from_jsonl",

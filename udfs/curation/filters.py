@@ -39,7 +39,6 @@ import numpy as np
 import pandas as pd
 
 from udfs.curation._charsets import PUNCTUATION_SET, TERMINAL_PUNCTUATION
-from udfs.curation._config import config_from_dict
 from udfs.curation._unicode import char_class
 from udfs.curation.wordsplit import (
     Mode,
@@ -54,7 +53,6 @@ __all__ = [
     "GopherQualityConfig",
     "GopherRepetitionConfig",
     "c4_clean",
-    "config_from_dict",
     "fineweb_quality",
     "gopher_quality",
     "gopher_repetition",

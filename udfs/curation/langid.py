@@ -24,11 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from udfs.curation._config import config_from_dict
-
 __all__ = [
     "LangIdConfig",
-    "config_from_dict",
     "identify_languages",
     "identify_languages_series",
     "keep_languages_from",

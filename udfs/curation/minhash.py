@@ -44,13 +44,11 @@ import xxhash
 from udfs import columns as C
 from udfs.curation._charsets import PUNCTUATION_CHARS
 from udfs.curation._compiled import optional_module
-from udfs.curation._config import config_from_dict
 from udfs.curation._unicode import char_class
 
 __all__ = [
     "MinHashConfig",
     "band_hashes",
-    "config_from_dict",
     "estimate_jaccard",
     "jaccard",
     "minhash_batch",

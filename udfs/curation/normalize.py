@@ -19,11 +19,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
-from udfs.curation._config import config_from_dict
-
 __all__ = [
     "NormalizeConfig",
-    "config_from_dict",
     "html_to_text",
     "looks_like_html",
     "normalize_text",

@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 
 from udfs import columns as C
-from udfs.curation._config import config_from_dict
 
-__all__ = ["PII_COLUMNS", "PiiConfig", "config_from_dict", "redact_pii", "redact_pii_batch"]
+__all__ = ["PII_COLUMNS", "PiiConfig", "redact_pii", "redact_pii_batch"]
 
 PII_COLUMNS = (C.PII_EMAIL, C.PII_IP, C.PII_PHONE)
 
